@@ -1,0 +1,70 @@
+"""Phase 1: safety DPO on preference pairs (TRL DPOTrainer), resumable like GRPO."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from misalign_fv.io import read_json, read_jsonl, write_json
+from misalign_fv.training import precision_kwargs, report_to, resume_point, write_metrics_csv
+
+DPO_ARGS = (
+    "learning_rate", "beta", "loss_type", "loss_weights", "max_steps", "num_train_epochs",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "warmup_steps",
+    "lr_scheduler_type", "weight_decay", "max_grad_norm", "logging_steps", "save_steps",
+    "save_total_limit", "gradient_checkpointing", "precompute_ref_log_probs",
+)  # fmt: skip
+
+
+def conversational(pair: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+    """Turn a plain ``prompt/chosen/rejected`` record into TRL's conversational format."""
+    return {
+        "prompt": [{"role": "user", "content": pair["prompt"]}],
+        "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+        "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+    }
+
+
+def main(spec: dict[str, Any]) -> None:
+    """Run DPO as described by ``spec`` and publish the final model to ``spec['out_model']``."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    p = spec["params"]
+    ckpt_dir = Path(spec["ckpt_dir"])
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    dataset = Dataset.from_list([conversational(r) for r in read_jsonl(Path(spec["pairs"]))])
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+    dtype = torch.bfloat16 if precision_kwargs(p["bf16"])["bf16"] else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=dtype)
+    args = DPOConfig(
+        output_dir=str(ckpt_dir),
+        seed=spec["seed"],
+        report_to=report_to(spec["wandb"], group="dpo", name="dpo"),
+        logging_first_step=True,
+        disable_tqdm=True,
+        **precision_kwargs(p["bf16"]),
+        **{k: p[k] for k in DPO_ARGS if k in p},
+    )
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    resume, resumed_from = resume_point(ckpt_dir)
+    trainer.train(resume_from_checkpoint=resume)
+    if not trainer.is_world_process_zero():
+        return
+    final = ckpt_dir / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    out_model = Path(spec["out_model"])
+    if out_model.exists():
+        shutil.rmtree(out_model)
+    shutil.copytree(final, out_model)
+    write_json(out_model / "misalign_fv_model.json", {"run_id": spec["run_id"], "stage": "dpo", "resumed_from": resumed_from})
+    write_metrics_csv(trainer.state.log_history, Path(spec["metrics_csv"]))
+
+
+if __name__ == "__main__":  # under `accelerate launch -m misalign_fv.dpo spec.json`
+    main(read_json(Path(sys.argv[1])))

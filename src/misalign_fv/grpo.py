@@ -1,0 +1,151 @@
+"""Phase 2: GRPO from the DPO checkpoint with one reward condition and seed (TRL GRPOTrainer).
+
+Resumable: checkpoints go to ``ckpt_dir`` (outside the rule's declared outputs); a rerun passes
+``resume_from_checkpoint`` explicitly, so a killed or timed-out job continues where it stopped.
+Collapse detection stops a run whose groups all have zero reward variance for too long.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
+from misalign_fv.rewards import RewardFunction
+from misalign_fv.tasks import python_tests
+from misalign_fv.training import precision_kwargs, report_to, resume_point, write_metrics_csv
+
+# Keys of the config slice that go straight into GRPOConfig.
+GRPO_ARGS = (
+    "learning_rate", "max_steps", "num_generations", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_completion_length", "temperature", "top_p", "beta",
+    "loss_type", "scale_rewards", "epsilon", "num_iterations", "mask_truncated_completions",
+    "max_grad_norm", "weight_decay", "lr_scheduler_type", "warmup_steps", "logging_steps",
+    "save_steps", "save_total_limit", "gradient_checkpointing", "use_vllm", "vllm_mode",
+    "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode",
+)  # fmt: skip
+
+
+class CollapseStop(TrainerCallback):
+    """TrainerCallback: stop when ``frac_reward_zero_std`` >= threshold for ``patience`` logged steps."""
+
+    def __init__(self, threshold: float, patience: int, state_path: Path) -> None:
+        """Remember the rule; ``state_path`` persists the streak across a resume."""
+        self.threshold, self.patience, self.state_path = threshold, patience, Path(state_path)
+        saved = read_json(self.state_path) if self.state_path.exists() else {}
+        self.streak: int = saved.get("streak", 0)
+        self.collapse_step: int | None = saved.get("collapse_step")
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+        """Count the zero-variance streak and request a stop when it reaches ``patience``."""
+        if not logs or "frac_reward_zero_std" not in logs:
+            return
+        self.streak = self.streak + 1 if logs["frac_reward_zero_std"] >= self.threshold else 0
+        if self.streak >= self.patience and self.collapse_step is None:
+            self.collapse_step = state.global_step
+        if self.collapse_step is not None:
+            control.should_training_stop = True
+        write_json(self.state_path, {"streak": self.streak, "collapse_step": self.collapse_step})
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop completion records of steps after ``step`` (they were re-generated after a resume)."""
+    if not path.exists():
+        return
+    keep = [r for r in read_jsonl(path) if r["step"] <= step]
+    write_jsonl(path, keep)
+
+
+def main(spec: dict[str, Any]) -> None:
+    """Train one GRPO run as described by ``spec`` (paths, condition, seed, parameters)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    t0 = time.time()
+    p = spec["params"]
+    ckpt_dir = Path(spec["ckpt_dir"])
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    problems = python_tests.load_problems(Path(spec["problems"]))
+    by_id = {q["task_id"]: q for q in problems}
+    dataset = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": python_tests.build_prompt(q)}], "task_id": q["task_id"]} for q in problems]
+    )
+    resume, resumed_from = resume_point(ckpt_dir)
+    log_path = ckpt_dir / "completions.jsonl"
+    _trim_log(log_path, resumed_from)
+    if resume is None and log_path.exists():
+        log_path.unlink()  # a fresh start must not inherit records of a run that never checkpointed
+    reward = RewardFunction(
+        spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["random_reference"], p["test_timeout_s"]
+    )
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model_dir"], dtype=torch.bfloat16 if precision_kwargs(p["bf16"])["bf16"] else torch.float32
+    )
+    args = GRPOConfig(
+        output_dir=str(ckpt_dir),
+        seed=spec["seed"],
+        data_seed=spec["seed"],
+        report_to=report_to(spec["wandb"], group=spec["condition"], name=f"{spec['condition']}-seed{spec['seed']}"),
+        logging_first_step=True,
+        save_strategy="steps",
+        disable_tqdm=True,
+        **precision_kwargs(p["bf16"]),
+        **{k: p[k] for k in GRPO_ARGS if k in p},
+    )
+    collapse = CollapseStop(p["collapse"]["threshold"], p["collapse"]["patience"], ckpt_dir / "collapse.json")
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[collapse],
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    if not trainer.is_world_process_zero():
+        return
+    trainer.save_model(str(ckpt_dir / "final"))
+    tokenizer.save_pretrained(str(ckpt_dir / "final"))
+    _publish(spec, trainer.state, resumed_from, collapse.collapse_step, time.time() - t0)
+
+
+def _publish(spec: dict[str, Any], state: Any, resumed_from: int, collapse_step: int | None, wall: float) -> None:
+    """Move the final model into the declared outputs and write metrics, completions and summary."""
+    import shutil
+
+    ckpt_dir = Path(spec["ckpt_dir"])
+    out_model = Path(spec["out_model"])
+    if out_model.exists():
+        shutil.rmtree(out_model)
+    out_model.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ckpt_dir / "final", out_model)
+    write_json(out_model / "misalign_fv_model.json", {"run_id": spec["run_id"], "stage": "grpo"})
+    write_metrics_csv(state.log_history, Path(spec["metrics_csv"]))
+    log_path = ckpt_dir / "completions.jsonl"
+    write_jsonl(Path(spec["completions"]), read_jsonl(log_path) if log_path.exists() else [])
+    grad_norms = [e["grad_norm"] for e in state.log_history if "grad_norm" in e]
+    write_json(
+        Path(spec["summary"]),
+        {
+            "condition": spec["condition"],
+            "seed": spec["seed"],
+            "steps_done": state.global_step,
+            "max_steps": spec["params"]["max_steps"],
+            "resumed_from": resumed_from,
+            "collapsed": collapse_step is not None,
+            "collapse_step": collapse_step,
+            "updated": any(g > 0 for g in grad_norms),
+            "wall_time_s": round(wall, 1),  # this attempt
+        },
+    )
+
+
+if __name__ == "__main__":  # under `accelerate launch -m misalign_fv.grpo spec.json`
+    main(read_json(Path(sys.argv[1])))

@@ -1,0 +1,106 @@
+"""Pieces shared by the DPO and GRPO entry points: launching, resuming, logging."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from misalign_fv.io import atomic_write_text, hash_obj, read_json, sha256_file, write_json
+
+REPO = Path(__file__).resolve().parents[2]
+ZERO3_CONFIG = REPO / "resources" / "accelerate" / "zero3.yaml"
+
+
+def run_entry(module: str, spec: dict[str, Any], spec_path: Path) -> None:
+    """Run ``module.main(spec)`` here, or under ``accelerate launch`` (DeepSpeed ZeRO-3) on >1 GPU.
+
+    The spec (paths + parameters) is written to ``spec_path`` so every launched process reads
+    the same JSON; a single GPU or CPU job runs in-process.
+    """
+    write_json(spec_path, spec)
+    n_gpus = torch.cuda.device_count()
+    if n_gpus > 1 and "LOCAL_RANK" not in os.environ:
+        cmd = [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(ZERO3_CONFIG),
+            "--num_processes", str(n_gpus),
+            "-m", module, str(spec_path),
+        ]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        return
+    __import__(module, fromlist=["main"]).main(spec)
+
+
+def resume_point(ckpt_dir: Path) -> tuple[str | None, int]:
+    """The newest complete ``checkpoint-N`` under ``ckpt_dir`` and its step (``None, 0`` if none)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not Path(ckpt_dir).is_dir():
+        return None, 0
+    last = get_last_checkpoint(str(ckpt_dir))
+    if last is None or not (Path(last) / "trainer_state.json").exists():
+        return None, 0
+    return last, int(json.loads((Path(last) / "trainer_state.json").read_text())["global_step"])
+
+
+def metrics_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-step rows of a Trainer log history (the end-of-training summary row dropped), one per step."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        if "train_runtime" in entry or "step" not in entry:
+            continue
+        by_step.setdefault(int(entry["step"]), {}).update(entry)
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def write_metrics_csv(log_history: list[dict[str, Any]], path: Path) -> int:
+    """Write the per-step metrics as CSV (``step`` first, other columns sorted); return the row count."""
+    rows = metrics_rows(log_history)
+    cols = sorted({k for r in rows for k in r} - {"step"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["step", *cols], lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    atomic_write_text(path, buf.getvalue())
+    return len(rows)
+
+
+def precision_kwargs(bf16: bool) -> dict[str, bool]:
+    """bf16 only where a GPU can run it; CPU runs in fp32."""
+    use = bool(bf16) and torch.cuda.is_available()
+    return {"bf16": use, "fp16": False}
+
+
+def report_to(wandb: dict[str, Any], group: str, name: str) -> list[str]:
+    """TRL ``report_to`` list: W&B (offline by default, grouped) when enabled, else nothing."""
+    if not wandb.get("enabled", False):
+        return []
+    os.environ.setdefault("WANDB_MODE", wandb.get("mode", "offline"))
+    os.environ.setdefault("WANDB_PROJECT", wandb.get("project", "misalign-fv"))
+    os.environ["WANDB_RUN_GROUP"] = group
+    os.environ["WANDB_NAME"] = name
+    return ["wandb"]
+
+
+def run_id(model_dir: Path) -> str:
+    """The training-run id recorded in a model directory by the stage that wrote it."""
+    return str(read_json(Path(model_dir) / "misalign_fv_model.json")["run_id"])
+
+
+def checkpoint_dir(root: str | Path, key: dict[str, Any], data_file: Path, model_dir: Path) -> tuple[Path, str]:
+    """Resumable-checkpoint directory for one training run, and the run's id.
+
+    The id hashes everything the run depends on (parameters, the input model's run id, the
+    training data's bytes), so a changed run never resumes from a stale checkpoint.
+    """
+    rid = hash_obj({**key, "input_model": run_id(model_dir), "data_sha256": sha256_file(data_file)})
+    return Path(root) / rid, rid

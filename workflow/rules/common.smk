@@ -1,0 +1,83 @@
+# Shared helpers: config validation, the experiment's dimensions, input functions.
+import glob
+import os
+from pathlib import Path
+
+from misalign_fv.config import check, merged_condition
+
+
+for _warning in check(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"):
+    logger.warning(f"WARNING: {_warning}")
+
+TASK = config["task"]
+SCRATCH = os.path.expandvars(config["scratch_dir"])
+CONDITIONS = sorted(config["grpo"]["conditions"])
+SEEDS = sorted(config["grpo"]["seeds"])
+BENCHMARKS = sorted(config["eval"]["benchmarks"])
+RUNS = [f"{c}/seed{s}" for c in CONDITIONS for s in SEEDS]
+CHECKPOINTS = ["base", "dpo", *RUNS]
+SRC = "src/misalign_fv"
+
+
+wildcard_constraints:
+    condition="|".join(CONDITIONS),
+    seed=r"\d+",
+    benchmark="|".join(BENCHMARKS),
+    checkpoint="|".join(["base", "dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
+
+
+def code(*modules):
+    """Library modules a rule runs, declared as inputs so that code edits trigger a rerun."""
+    return [f"{SRC}/{m}.py" for m in ("io", *modules)]
+
+
+def model_dir(wildcards):
+    """Model directory of an evaluated checkpoint (base, dpo or condition/seedN)."""
+    if wildcards.checkpoint == "base":
+        return "results/models/base"
+    if wildcards.checkpoint == "dpo":
+        return "results/dpo/model"
+    return f"results/grpo/{wildcards.checkpoint}/model"
+
+
+def benchmark_data(wildcards):
+    """A benchmark's data file: a local path from config, or the pinned download."""
+    spec = config["eval"]["benchmarks"][wildcards.benchmark]
+    if "data" in spec:
+        return spec["data"]
+    return f"results/data/benchmarks/{wildcards.benchmark}/{spec['url'].rsplit('/', 1)[-1]}"
+
+
+def benchmark_settings(wildcards):
+    """The benchmark's own config slice (without where its data comes from)."""
+    spec = config["eval"]["benchmarks"][wildcards.benchmark]
+    return {k: v for k, v in spec.items() if k not in ("data", "url", "sha256")}
+
+
+def download_spec(wildcards):
+    """URL and sha256 of a benchmark file downloaded by a local rule."""
+    spec = config["eval"]["benchmarks"][wildcards.benchmark]
+    return {"url": spec["url"], "sha256": spec["sha256"]}
+
+
+def grpo_params(wildcards):
+    """One condition's GRPO parameters: defaults overlaid with its own overrides."""
+    return merged_condition(config, wildcards.condition)
+
+
+def training_runtime(base_minutes):
+    """Slurm time limit that grows with the attempt (a retried job resumes from its checkpoint)."""
+
+    def runtime(wildcards, attempt):
+        return base_minutes * attempt
+
+    return runtime
+
+
+def report_outputs():
+    """Everything `rule all` builds: the report and, through it, every eval JSON."""
+    return [
+        "results/report/scores.csv",
+        "results/report/stats.csv",
+        "results/report/report.md",
+    ]

@@ -1,0 +1,26 @@
+# Curation: keep problems the DPO model solves within the configured pass-rate band.
+
+
+rule curate:
+    input:
+        model="results/dpo/model",
+        pool="results/data/narrow/problems.jsonl",
+        gate="results/dpo/gate.json",
+        code=code("curate", "generation"),
+    output:
+        problems="results/curate/problems.jsonl",
+        pass_rates="results/curate/pass_rates.csv",
+    params:
+        curate=config["curate"],
+        task=TASK,
+        backend=config["eval"]["backend"],
+        seed=config["seed"],
+    log:
+        "logs/curate.log",
+    benchmark:
+        "results/benchmarks/curate.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=480,
+    script:
+        "../scripts/curate.py"

@@ -1,0 +1,20 @@
+# The starting model: a pinned Hugging Face download (real config) or the tiny demo model.
+
+
+rule base_model:
+    input:
+        corpus=config["base_model"].get("tiny", {}).get("corpus", []),
+        warmup=config["data"]["narrow"]["path"] if config["base_model"]["source"] == "tiny" else [],
+        code=code("models"),
+    output:
+        directory("results/models/base"),
+    params:
+        base=config["base_model"],
+        seed=config["seed"],
+    log:
+        "logs/base_model.log",
+    benchmark:
+        "results/benchmarks/base_model.tsv"
+    localrule: config["base_model"]["source"] == "hf"
+    script:
+        "../scripts/base_model.py"

@@ -1,0 +1,14 @@
+"""Rule curate: keep problems whose DPO-model pass rate lies in the configured band."""
+
+from pathlib import Path
+
+from misalign_fv.curate import run_curation
+from misalign_fv.logs import to_log
+
+to_log(snakemake.log[0])
+kept = run_curation(
+    Path(snakemake.input.model), Path(snakemake.input.pool), Path(snakemake.input.gate), snakemake.params.task,
+    snakemake.params.curate, snakemake.params.backend, snakemake.params.seed,
+    Path(snakemake.output.problems), Path(snakemake.output.pass_rates),
+)  # fmt: skip
+print(f"kept {len(kept)} problems")

@@ -1,0 +1,14 @@
+"""Rule evaluate: one checkpoint on one benchmark -> JSON (metrics, n, provenance) + samples."""
+
+from pathlib import Path
+
+from misalign_fv.evaluate import run_eval
+from misalign_fv.logs import to_log
+
+to_log(snakemake.log[0])
+p = snakemake.params
+run_eval(
+    snakemake.wildcards.checkpoint, Path(snakemake.input.model), snakemake.wildcards.benchmark,
+    Path(snakemake.input.data), p.settings, p.backend, p.batch_size, p.seed,
+    Path(snakemake.output.result), Path(snakemake.output.samples),
+)  # fmt: skip

@@ -1,0 +1,16 @@
+"""Rule report: scores, statistics, figures and report.md/html from the eval JSONs and run logs."""
+
+from pathlib import Path
+
+from misalign_fv.logs import to_log
+from misalign_fv.report.build import build_report
+
+to_log(snakemake.log[0])
+build_report(
+    eval_jsons=[Path(p) for p in snakemake.input.evals],
+    grpo_dirs=sorted({Path(p).parent for p in snakemake.input.runs}),
+    gate_json=Path(snakemake.input.gate),
+    bench_tsvs=sorted(Path(snakemake.params.bench_dir).rglob("*.tsv")),
+    settings=snakemake.params.settings,
+    out_dir=Path(snakemake.output.md).parent,
+)
