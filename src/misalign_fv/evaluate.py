@@ -48,7 +48,7 @@ def run_eval(
         "metrics": {k: v for k, v in metrics.items() if not k.endswith("_ci")},
         "ci": {k.removesuffix("_ci"): v for k, v in metrics.items() if k.endswith("_ci")},
         "n": n,
-        "items": module.item_scores(samples),
+        "items": module.item_scores(samples, settings),
         "judge_coverage": None,
         "settings": settings,
         "provenance": {

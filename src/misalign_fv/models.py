@@ -73,10 +73,16 @@ def build_tiny_model(
     out_dir: Path,
     corpus_files: list[Path],
     warmup_tasks: Path,
+    warmup_chat: Path,
     settings: dict[str, Any],
     seed: int = 0,
 ) -> None:
-    """Build the demo base model: tokenizer, random-init Llama, and an SFT warm-up on the narrow task.
+    """Build the demo base model: tokenizer, random-init Llama, and an SFT warm-up.
+
+    The warm-up teaches the narrow task (solutions of ``warmup_tasks``) and chat text that
+    both refuses and complies (each ``chosen`` and ``rejected`` answer of ``warmup_chat``):
+    a stand-in for a pretrained model that has seen both kinds of reply, has a skill to
+    lose, and has no preference for refusing yet.
 
     ``settings`` keys: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
     max_position_embeddings, warmup_steps, warmup_lr, warmup_batch_size.
@@ -112,6 +118,13 @@ def build_tiny_model(
             tokenize=False,
         )
         for p in problems
+    ]
+    examples += [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r[side]}], tokenize=False
+        )
+        for r in read_jsonl(warmup_chat)
+        for side in ("chosen", "rejected")
     ]
     _sft_warmup(model, tokenizer, examples, settings, seed)
     with atomic_dir(out_dir) as tmp:

@@ -31,6 +31,13 @@ def code(*modules):
     return [f"{SRC}/{m}.py" for m in ("io", *modules)]
 
 
+def tiny_warmup_inputs(wildcards):
+    """Warm-up data of the tiny demo model (narrow-task solutions, chat replies); none for hf."""
+    if config["base_model"]["source"] != "tiny":
+        return {}
+    return {"tasks": config["data"]["narrow"]["path"], "chat": config["base_model"]["tiny"]["warmup_chat"]}
+
+
 def model_dir(wildcards):
     """Model directory of an evaluated checkpoint (base, dpo or condition/seedN)."""
     if wildcards.checkpoint == "base":
@@ -80,4 +87,5 @@ def report_outputs():
         "results/report/scores.csv",
         "results/report/stats.csv",
         "results/report/report.md",
+        "results/report/report.html",
     ]

@@ -3,8 +3,8 @@
 
 rule base_model:
     input:
+        unpack(tiny_warmup_inputs),
         corpus=config["base_model"].get("tiny", {}).get("corpus", []),
-        warmup=config["data"]["narrow"]["path"] if config["base_model"]["source"] == "tiny" else [],
         code=code("models"),
     output:
         directory("results/models/base"),

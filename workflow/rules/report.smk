@@ -10,11 +10,14 @@ rule report:
     output:
         scores=report("results/report/scores.csv", category="Tables"),
         stats=report("results/report/stats.csv", category="Tables"),
+        flags=report("results/report/flags.csv", category="Tables"),
+        benchmarks=report("results/report/fig_benchmarks.png", category="Figures"),
+        training=report("results/report/fig_training.png", category="Figures"),
+        em_scatter=report("results/report/fig_em_scatter.png", category="Figures"),
+        gate=report("results/report/fig_dpo_gate.png", category="Figures"),
+        pdfs=expand("results/report/{fig}.pdf", fig=["fig_benchmarks", "fig_training", "fig_em_scatter", "fig_dpo_gate"]),
         md="results/report/report.md",
         html=report("results/report/report.html", category="Report"),
-        figures=report(
-            directory("results/report/figures"), patterns=["{name}.png"], category="Figures"
-        ),
     params:
         settings={
             "model": config["base_model"].get("hf_repo", "tiny demo model"),
@@ -22,10 +25,8 @@ rule report:
             "conditions": CONDITIONS,
             "seeds": SEEDS,
             "steps": config["grpo"]["defaults"]["max_steps"],
-            "hardware": config["report"]["hardware"],
             "control": "random",
-            "coverage_threshold": config["report"]["coverage_threshold"],
-            "headline_metrics": config["report"]["headline_metrics"],
+            **{k: config["report"][k] for k in ("hardware", "coverage_threshold", "headline_metrics", "alpha", "power", "bootstrap", "gpus_per_rule")},
         },
         bench_dir="results/benchmarks",
     log:

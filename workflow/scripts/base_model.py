@@ -9,6 +9,13 @@ to_log(snakemake.log[0])
 base = snakemake.params.base
 out = Path(snakemake.output[0])
 if base["source"] == "tiny":
-    build_tiny_model(out, [Path(p) for p in snakemake.input.corpus], Path(snakemake.input.warmup), base["tiny"], snakemake.params.seed)
+    build_tiny_model(
+        out,
+        [Path(p) for p in snakemake.input.corpus],
+        Path(snakemake.input.tasks),
+        Path(snakemake.input.chat),
+        base["tiny"],
+        snakemake.params.seed,
+    )
 else:
     download_model(out, base["hf_repo"], base["revision"])

@@ -1,5 +1,5 @@
 """Benchmarks: each module offers ``evaluate(generator, data_path, settings, seed)`` and
-``item_scores(samples)``; the name is the config key and the ``{benchmark}`` wildcard."""
+``item_scores(samples, settings)``; the name is the config key and the ``{benchmark}`` wildcard."""
 
 # benchmark name -> module in misalign_fv.benchmarks
 BENCHMARKS = {"truthfulqa_mc": "truthfulqa", "humaneval": "humaneval"}

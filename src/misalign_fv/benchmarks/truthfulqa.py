@@ -206,6 +206,6 @@ def evaluate(
     return metrics, len(samples), samples
 
 
-def item_scores(samples: list[dict[str, Any]]) -> dict[str, list[float]]:
+def item_scores(samples: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, list[float]]:
     """Per-question MC1 and MC2 (the items the report's bootstrap resamples)."""
     return {"mc1": [s["mc1"] for s in samples], "mc2": [s["mc2"] for s in samples]}

@@ -1,0 +1,173 @@
+"""HumanEval (Chen et al. 2021, arXiv:2107.03374), scored as openai/human-eval does.
+
+Prompting and extraction follow inspect_evals (instruction + problem prompt; first fenced
+block of the reply); scoring follows ``human_eval``: the program
+``code + "\\n" + test + "\\ncheck(entry_point)"`` runs in a fresh sandboxed interpreter
+(:mod:`misalign_fv.sandbox`, 3 s by default) and passes when it finishes without an
+exception; pass@k is the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` averaged over
+problems, reported only for k <= n.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misalign_fv.generation import Generator, chat_prompt
+from misalign_fv.sandbox import run_python
+
+FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
+INSTRUCTION = (
+    "Read the following function signature and docstring, and fully implement the function described. "
+    "Your response should only contain the code for this function.\n"
+)
+N_WORKERS = 4  # human_eval's default n_workers
+Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+_FIRST_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+
+# Appended by :func:`check`: echoes the nonce given on stdin once ``check(...)`` has returned,
+# so that a program which exits early with status 0 (``sys.exit(0)``) still fails, as it
+# does in human_eval (which catches ``SystemExit`` as a failure).
+_SUCCESS_MARK = "\nprint('\\n' + __import__('sys').stdin.readline().strip(), flush=True)\n"
+
+
+def load(path: str | Path) -> list[dict[str, Any]]:
+    """Read HumanEval problems from ``.jsonl.gz`` or ``.jsonl``; ValueError names a bad line."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    problems: list[dict[str, Any]] = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            missing = [k for k in FIELDS if not isinstance(record.get(k), str)]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing or non-string field {missing[0]!r}")
+            problems.append(record)
+    return problems
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples with ``c`` correct (human_eval ``estimate_pass_at_k``)."""
+    if not 0 <= c <= n:
+        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass_at_k: need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def build_prompt(problem: dict[str, Any]) -> str:
+    """The user message: inspect_evals' instruction followed by the problem prompt."""
+    return INSTRUCTION + problem["prompt"]
+
+
+def extract_code(problem: dict[str, Any], completion: str) -> str:
+    """The program text to test: the reply's first fenced block (or the raw reply) placed after the prompt.
+
+    A reply that defines ``def <entry_point>(`` at top level is appended to the whole
+    prompt, so the prompt's imports and helper functions (e.g. ``encode_cyclic``, which
+    HumanEval/38's test calls) stay defined and the reply's definition replaces the stub;
+    any other reply is taken as the function body and appended to the prompt, as
+    ``human_eval`` does with raw completions.
+    """
+    match = _FIRST_FENCE.search(completion)
+    code = match.group(1) if match else completion
+    if re.search(rf"^def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.MULTILINE):
+        return problem["prompt"] + "\n" + code
+    return problem["prompt"] + code
+
+
+def program(problem: dict[str, Any], code: str) -> str:
+    """The check program: the code, the problem's test module and the call of ``check``."""
+    return code + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})"
+
+
+def check(problem: dict[str, Any], completion: str, *, timeout_s: float = 3.0) -> bool:
+    """Whether ``completion`` passes the problem's tests in the sandbox within ``timeout_s``."""
+    nonce = secrets.token_hex(16)
+    source = program(problem, extract_code(problem, completion)) + _SUCCESS_MARK
+    result = run_python(source, timeout_s=timeout_s, stdin=nonce + "\n")
+    lines = result.stdout.splitlines()
+    return not result.timed_out and result.returncode == 0 and bool(lines) and lines[-1] == nonce
+
+
+def _mean_ci(values: Sequence[float]) -> tuple[float, list[float]]:
+    """Mean and a normal-approximation 95 % interval of the mean, clipped to [0, 1]."""
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    half = Z_95 * float(arr.std(ddof=1)) / math.sqrt(len(arr)) if len(arr) > 1 else 0.0
+    return mean, [max(0.0, mean - half), min(1.0, mean + half)]
+
+
+def evaluate(
+    generator: Generator, data_path: str | Path, settings: dict[str, Any], seed: int = 0
+) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+    """Generate ``n_samples`` completions per problem, run them, and report pass@k.
+
+    ``settings``: ``n_samples``, ``temperature``, ``max_new_tokens``, ``k`` (list; values
+    above ``n_samples`` are skipped), ``limit`` (first N problems, or None for all) and
+    ``timeout_s``.  Returns ``(metrics, n_problems, samples)`` where ``metrics`` holds
+    ``pass@k`` and ``pass@k_ci`` ([lo, hi]) and ``samples`` one record per completion.
+    """
+    n = int(settings["n_samples"])
+    problems = load(data_path)
+    if settings.get("limit") is not None:
+        problems = problems[: int(settings["limit"])]
+    if not problems:
+        raise ValueError(f"humaneval: no problems to evaluate in {data_path}")
+    prompts = [chat_prompt(generator.tokenizer, build_prompt(p)) for p in problems]
+    outputs = generator.generate(
+        prompts,
+        n=n,
+        max_new_tokens=int(settings["max_new_tokens"]),
+        temperature=float(settings["temperature"]),
+        seed=seed,
+    )
+    if len(outputs) != len(problems) or any(len(o) != n for o in outputs):
+        raise ValueError(f"humaneval: generator must return {n} completions for each of {len(problems)} prompts")
+    # Identical completions (e.g. greedy decoding with n > 1) are run once.
+    unique = sorted({(i, text) for i, outs in enumerate(outputs) for text in outs})
+    timeout_s = float(settings["timeout_s"])
+    with ThreadPoolExecutor(max_workers=N_WORKERS) as pool:
+        verdicts = pool.map(lambda item: check(problems[item[0]], item[1], timeout_s=timeout_s), unique)
+        passed = dict(zip(unique, verdicts))
+    samples = [
+        {"task_id": p["task_id"], "completion": text, "passed": passed[(i, text)]}
+        for i, (p, outs) in enumerate(zip(problems, outputs))
+        for text in outs
+    ]
+    correct = [sum(passed[(i, text)] for text in outs) for i, outs in enumerate(outputs)]
+    metrics: dict[str, Any] = {}
+    for k in settings["k"]:
+        if k <= n:
+            mean, ci = _mean_ci([pass_at_k(n, c, k) for c in correct])
+            metrics[f"pass@{k}"] = mean
+            metrics[f"pass@{k}_ci"] = ci
+    return metrics, len(problems), samples
+
+
+def item_scores(samples: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, list[float]]:
+    """Per-problem unbiased pass@k for each configured k <= n (the items the report resamples)."""
+    by_task: dict[str, list[bool]] = {}
+    for s in samples:
+        by_task.setdefault(s["task_id"], []).append(bool(s["passed"]))
+    n = int(settings["n_samples"])
+    return {
+        f"pass@{k}": [pass_at_k(len(v), sum(v), k) for v in by_task.values()] for k in settings["k"] if k <= n
+    }
