@@ -1,0 +1,29 @@
+# Two set-up commands for a fresh machine: `make demo` and `make test`.
+# Both create or reuse .venv and install what the project needs (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Extra pip arguments, e.g. PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+# on a laptop to get the small CPU build of torch.
+PIP_EXTRA ?=
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test install clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)" $(PIP_EXTRA)
+	$(PY) -m pip install -q -e ".[test]" $(PIP_EXTRA)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/snakemake --profile profiles/local --configfile config/demo.yaml
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+clean-demo:
+	rm -rf results logs work .snakemake
