@@ -13,6 +13,13 @@ if not workflow.config_settings.configfiles:
 
 
 include: "workflow/rules/common.smk"
+wildcard_constraints:
+    condition="|".join(CONDITIONS),
+    seed=r"\d+",
+    benchmark="|".join(BENCHMARKS),
+    checkpoint="|".join(["base", "dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
+
+
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/dpo.smk"

@@ -1,7 +1,14 @@
 # Shared helpers: config validation, the experiment's dimensions, input functions.
 import glob
 import os
+import sys
 from pathlib import Path
+
+# The library under src/ is importable by this file and, through PYTHONPATH, by every job
+# (local, or on Slurm with --export=ALL), whether or not the package was pip-installed.
+_SRC_ROOT = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC_ROOT)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC_ROOT, os.environ.get("PYTHONPATH")) if p))
 
 from misalign_fv.config import check, merged_condition
 
@@ -19,15 +26,8 @@ CHECKPOINTS = ["base", "dpo", *RUNS]
 SRC = "src/misalign_fv"
 
 
-wildcard_constraints:
-    condition="|".join(CONDITIONS),
-    seed=r"\d+",
-    benchmark="|".join(BENCHMARKS),
-    checkpoint="|".join(["base", "dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
-
-
 def code(*modules):
-    """Library modules a rule runs, declared as inputs so that code edits trigger a rerun."""
+    """Library modules that a job runs, declared as inputs so that code edits trigger a rerun."""
     return [f"{SRC}/{m}.py" for m in ("io", *modules)]
 
 
@@ -82,7 +82,7 @@ def training_runtime(base_minutes):
 
 
 def report_outputs():
-    """Everything `rule all` builds: the report and, through it, every eval JSON."""
+    """The default target's inputs: the report and, through it, every eval JSON."""
     return [
         "results/report/scores.csv",
         "results/report/stats.csv",

@@ -15,6 +15,8 @@ rule curate:
         task=TASK,
         backend=config["eval"]["backend"],
         seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/curate.log",
     benchmark:

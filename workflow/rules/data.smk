@@ -11,6 +11,8 @@ rule prepare_safety:
     params:
         safety=config["data"]["safety"],
         seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/prepare_safety.log",
     benchmark:
@@ -28,6 +30,8 @@ rule prepare_pool:
         "results/data/narrow/problems.jsonl",
     params:
         task=TASK,
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/prepare_pool.log",
     benchmark:
@@ -41,6 +45,8 @@ rule download_benchmark:
         "results/data/benchmarks/{benchmark}/{file}",
     params:
         spec=download_spec,
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/download_benchmark/{benchmark}/{file}.log",
     benchmark:

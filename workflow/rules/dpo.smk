@@ -14,6 +14,8 @@ rule train_dpo:
         seed=config["seed"],
         wandb=config["grpo"].get("wandb", {}),
         ckpt_root=f"{SCRATCH}/dpo",
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/train_dpo.log",
     benchmark:
@@ -40,6 +42,8 @@ rule dpo_gate:
         task=TASK,
         backend=config["eval"]["backend"],
         seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/dpo_gate.log",
     benchmark:

@@ -14,6 +14,8 @@ rule evaluate:
         backend=config["eval"]["backend"],
         batch_size=config["eval"]["batch_size"],
         seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/evaluate/{checkpoint}/{benchmark}.log",
     benchmark:

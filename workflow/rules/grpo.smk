@@ -17,6 +17,8 @@ rule train_grpo:
         random_reference=config["grpo"]["random_reference"],
         wandb=config["grpo"].get("wandb", {}),
         ckpt_root=f"{SCRATCH}/grpo",
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/train_grpo/{condition}/seed{seed}.log",
     benchmark:

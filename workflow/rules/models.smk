@@ -11,6 +11,8 @@ rule base_model:
     params:
         base=config["base_model"],
         seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/base_model.log",
     benchmark:

@@ -29,6 +29,8 @@ rule report:
             **{k: config["report"][k] for k in ("hardware", "coverage_threshold", "headline_metrics", "alpha", "power", "bootstrap", "gpus_per_rule")},
         },
         bench_dir="results/benchmarks",
+    conda:
+        "../../envs/cluster.yaml"
     log:
         "logs/report.log",
     benchmark:
