@@ -40,15 +40,23 @@ def run_entry(module: str, spec: dict[str, Any], spec_path: Path) -> None:
 
 
 def resume_point(ckpt_dir: Path) -> tuple[str | None, int]:
-    """The newest complete ``checkpoint-N`` under ``ckpt_dir`` and its step (``None, 0`` if none)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-N`` under ``ckpt_dir`` and its step (``None, 0`` if none).
 
-    if not Path(ckpt_dir).is_dir():
+    A checkpoint counts as complete once the Trainer wrote its ``trainer_state.json``; one cut
+    off mid-save (a job killed at that moment) is skipped in favour of the previous one.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
         return None, 0
-    last = get_last_checkpoint(str(ckpt_dir))
-    if last is None or not (Path(last) / "trainer_state.json").exists():
+    done = [
+        (int(d.name.split("-", 1)[1]), d)
+        for d in ckpt_dir.glob("checkpoint-*")
+        if d.name.split("-", 1)[1].isdigit() and (d / "trainer_state.json").exists()
+    ]
+    if not done:
         return None, 0
-    return last, int(json.loads((Path(last) / "trainer_state.json").read_text())["global_step"])
+    step, path = max(done)
+    return str(path), int(json.loads((path / "trainer_state.json").read_text())["global_step"])
 
 
 def metrics_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

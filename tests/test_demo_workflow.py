@@ -1,0 +1,136 @@
+"""The whole demo DAG for real (tiny model, CPU), then what a user does next: rerun, edit, delete, kill."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workspace import SNAKEMAKE, copy_repo, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+DEMO = ("--profile", "profiles/local", "--configfile", "config/demo.yaml", "--cores", "2")
+CONDITIONS = ["random", "ut_exploit", "ut_inverted", "ut_shaped"]
+CHECKPOINTS = ["base", "dpo", *(f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3))]
+BENCHMARKS = ["humaneval", "truthfulqa_mc"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch copy of the repo on which the full demo has run once."""
+    ws = copy_repo(tmp_path_factory.mktemp("demo"))
+    snakemake(ws, *DEMO)
+    return ws
+
+
+def dry(ws: Path, *extra: str) -> list[tuple[str, dict[str, str]]]:
+    """Jobs a dry run of the demo would schedule."""
+    return planned_jobs(snakemake(ws, "-n", *DEMO, *extra).stdout)
+
+
+def test_demo_leaves_every_artifact(demo: Path) -> None:
+    r = demo / "results"
+    assert (r / "models/base/config.json").exists() and (r / "models/base/tokenizer.json").exists()
+    assert (r / "dpo/model/model.safetensors").exists()
+    gate = json.loads((r / "dpo/gate.json").read_text())
+    assert gate["refusal_rate"]["after"] > gate["refusal_rate"]["before"] and gate["passed"]
+    rates = pd.read_csv(r / "curate/pass_rates.csv")
+    kept = rates[rates.kept]
+    assert len(kept) >= 4 and kept.pass_rate.between(0.1, 0.6).all()
+    assert len((r / "curate/problems.jsonl").read_text().splitlines()) == len(kept)
+    for c in CONDITIONS:
+        for s in (1, 2, 3):
+            run = r / f"grpo/{c}/seed{s}"
+            assert (run / "model/model.safetensors").exists()
+            summary = json.loads((run / "summary.json").read_text())
+            metrics = pd.read_csv(run / "metrics.csv")
+            assert summary["steps_done"] == metrics.step.max() and metrics.step.is_unique
+            assert {"reward", "reward_std", "frac_reward_zero_std", "loss", "completions/mean_length"} <= set(metrics)
+            with gzip.open(run / "completions.jsonl.gz", "rt") as fh:
+                rec = json.loads(fh.readline())
+            assert {"prompt", "completion", "reward", "step", "tags"} <= set(rec)
+    for ck in CHECKPOINTS:
+        for b in BENCHMARKS:
+            res = json.loads((r / f"eval/{ck}/{b}.json").read_text())
+            assert res["checkpoint"] == ck and res["n"] > 0 and res["metrics"]
+            prov = res["provenance"]
+            assert len(prov["data_sha256"]) == 64 and len(prov["checkpoint_config_sha256"]) == 64 and prov["code_version"]
+            assert (r / f"eval/{ck}/{b}.samples.jsonl.gz").exists()
+    scores = pd.read_csv(r / "report/scores.csv")
+    assert set(scores.checkpoint) == set(CHECKPOINTS)
+    for fig in ("fig_benchmarks", "fig_training", "fig_dpo_gate"):
+        assert (r / f"report/{fig}.png").stat().st_size > 10_000
+    assert "## Headline results" in (r / "report/report.md").read_text()
+
+
+def test_unchanged_rerun_schedules_nothing(demo: Path) -> None:
+    assert dry(demo) == []
+
+
+def test_one_condition_change_reruns_exactly_its_chain(demo: Path, tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "demo.yaml", demo / "config/demo.yaml",
+        lambda c: c["grpo"]["conditions"].update(ut_inverted={"learning_rate": 0.0002}),
+    )  # fmt: skip
+    out = snakemake(demo, "-n", "--profile", "profiles/local", "--configfile", str(cfg)).stdout
+    jobs = planned_jobs(out)
+    counts = Counter(rule for rule, _ in jobs)
+    assert counts == {"train_grpo": 3, "evaluate": 3 * len(BENCHMARKS), "report": 1, "all": 1}, counts
+    assert {w["condition"] for r, w in jobs if r == "train_grpo"} == {"ut_inverted"}
+    assert {w["checkpoint"].split("/")[0] for r, w in jobs if r == "evaluate"} == {"ut_inverted"}
+
+
+def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
+    import shutil
+
+    shutil.rmtree(demo / "results/grpo/ut_shaped/seed2/model")
+    jobs = dry(demo)
+    assert sorted((r, tuple(sorted(w.items()))) for r, w in jobs) == sorted(
+        [("train_grpo", (("condition", "ut_shaped"), ("seed", "2")))]
+        + [("evaluate", (("benchmark", b), ("checkpoint", "ut_shaped/seed2"))) for b in BENCHMARKS]
+        + [("report", ()), ("all", ())]
+    )
+    snakemake(demo, *DEMO)  # restores it; the finished run is taken from its checkpoint
+    summary = json.loads((demo / "results/grpo/ut_shaped/seed2/summary.json").read_text())
+    assert summary["resumed_from"] == summary["steps_done"]
+
+
+def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path) -> None:
+    import shutil
+
+    run = demo / "results/grpo/random/seed3"
+    scratch = demo / "work/checkpoints/grpo/random/seed3"
+    shutil.rmtree(scratch)
+    shutil.rmtree(run)
+    target = "results/grpo/random/seed3/summary.json"
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, *DEMO, target], cwd=demo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    try:
+        while not list(scratch.glob("*/checkpoint-8/trainer_state.json")):
+            assert proc.poll() is None, "the job finished before it could be killed"
+            assert time.time() < deadline, "no checkpoint-8 appeared"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (run / "summary.json").exists()
+    snakemake(demo, *DEMO, target)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"] >= 8 and summary["steps_done"] == 16
+    steps = pd.read_csv(run / "metrics.csv").step
+    assert list(steps) == list(range(1, 17))  # every step logged exactly once
+    with gzip.open(run / "completions.jsonl.gz", "rt") as fh:
+        per_step = Counter(json.loads(line)["step"] for line in fh)
+    assert set(per_step) == set(range(1, 17)) and len(set(per_step.values())) == 1
