@@ -82,8 +82,12 @@ def training_runtime(base_minutes):
 
 
 def report_outputs():
-    """The default target's inputs: the report and, through it, every eval JSON."""
+    """The default target's inputs: every trained model (so a deleted one is rebuilt) and the
+    report, which in turn needs every eval JSON."""
     return [
+        "results/models/base",
+        "results/dpo/model",
+        *expand("results/grpo/{run}/model", run=RUNS),
         "results/report/scores.csv",
         "results/report/stats.csv",
         "results/report/report.md",
