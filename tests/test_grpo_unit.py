@@ -15,8 +15,9 @@ from misalign_fv.training import metrics_rows, resume_point, write_metrics_csv
 def _feed(cb: CollapseStop, values: list[float]) -> list[bool]:
     stops = []
     for step, v in enumerate(values, 1):
-        control = SimpleNamespace(should_training_stop=False)
+        control = SimpleNamespace(should_training_stop=False, should_save=False)
         cb.on_log(None, SimpleNamespace(global_step=step), control, logs={"frac_reward_zero_std": v})
+        assert control.should_save == control.should_training_stop  # the stopped state is checkpointed
         stops.append(control.should_training_stop)
     return stops
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from misalign_fv.io import read_json, read_jsonl, write_json
-from misalign_fv.training import precision_kwargs, report_to, resume_point, write_metrics_csv
+from misalign_fv.training import finished_state, precision_kwargs, report_to, resume_point, save_final, write_metrics_csv
 
 DPO_ARGS = (
     "learning_rate", "beta", "loss_type", "loss_weights", "max_steps", "num_train_epochs",
@@ -50,20 +50,25 @@ def main(spec: dict[str, Any]) -> None:
         **precision_kwargs(p["bf16"]),
         **{k: p[k] for k in DPO_ARGS if k in p},
     )
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    resume, resumed_from = resume_point(ckpt_dir)
-    trainer.train(resume_from_checkpoint=resume)
-    if not trainer.is_world_process_zero():
-        return
     final = ckpt_dir / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
+    resume, resumed_from = resume_point(ckpt_dir)
+    state = finished_state(resume)
+    if state is None:
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume)
+        if not trainer.is_world_process_zero():
+            return
+        trainer.save_model(str(final))
+        tokenizer.save_pretrained(str(final))
+        state = trainer.state
+    elif not final.is_dir():  # a rerun of a finished run: publish it without training
+        save_final(resume, spec["model_dir"], final)
     out_model = Path(spec["out_model"])
     if out_model.exists():
         shutil.rmtree(out_model)
     shutil.copytree(final, out_model)
     write_json(out_model / "misalign_fv_model.json", {"run_id": spec["run_id"], "stage": "dpo", "resumed_from": resumed_from})
-    write_metrics_csv(trainer.state.log_history, Path(spec["metrics_csv"]))
+    write_metrics_csv(state.log_history, Path(spec["metrics_csv"]))
 
 
 if __name__ == "__main__":  # under `accelerate launch -m misalign_fv.dpo spec.json`

@@ -12,12 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
 
 from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
 from misalign_fv.rewards import RewardFunction
 from misalign_fv.tasks import python_tests
-from misalign_fv.training import precision_kwargs, report_to, resume_point, write_metrics_csv
+from misalign_fv.training import (
+    finished_state,
+    precision_kwargs,
+    report_to,
+    resume_point,
+    save_final,
+    write_metrics_csv,
+)
 
 # Keys of the config slice that go straight into GRPOConfig.
 GRPO_ARGS = (
@@ -49,6 +56,7 @@ class CollapseStop(TrainerCallback):
             self.collapse_step = state.global_step
         if self.collapse_step is not None:
             control.should_training_stop = True
+            control.should_save = True  # the stopped state is a checkpoint, so a rerun need not train
         write_json(self.state_path, {"streak": self.streak, "collapse_step": self.collapse_step})
 
 
@@ -81,6 +89,15 @@ def main(spec: dict[str, Any]) -> None:
     _trim_log(log_path, resumed_from)
     if resume is None and log_path.exists():
         log_path.unlink()  # a fresh start must not inherit records of a run that never checkpointed
+    collapse = CollapseStop(p["collapse"]["threshold"], p["collapse"]["patience"], ckpt_dir / "collapse.json")
+    done = finished_state(resume)
+    if resume is not None and collapse.collapse_step is not None and resumed_from >= collapse.collapse_step:
+        done = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    if done is not None:  # a rerun of a finished run (e.g. its outputs were deleted): no training
+        if not (ckpt_dir / "final").is_dir():
+            save_final(resume, spec["model_dir"], ckpt_dir / "final")
+        _publish(spec, done, resumed_from, collapse.collapse_step, time.time() - t0)
+        return
     reward = RewardFunction(
         spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["random_reference"], p["test_timeout_s"]
     )
@@ -99,7 +116,6 @@ def main(spec: dict[str, Any]) -> None:
         **precision_kwargs(p["bf16"]),
         **{k: p[k] for k in GRPO_ARGS if k in p},
     )
-    collapse = CollapseStop(p["collapse"]["threshold"], p["collapse"]["patience"], ckpt_dir / "collapse.json")
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward],

@@ -59,6 +59,28 @@ def resume_point(ckpt_dir: Path) -> tuple[str | None, int]:
     return str(path), int(json.loads((path / "trainer_state.json").read_text())["global_step"])
 
 
+def finished_state(checkpoint: str | None) -> Any:
+    """The TrainerState of ``checkpoint`` if that run already reached its last step, else None.
+
+    Resuming a finished run would make the Trainer take one step past ``max_steps``; a
+    finished run is published from its checkpoint instead.
+    """
+    from transformers import TrainerState
+
+    if checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return state if state.max_steps and state.global_step >= state.max_steps else None
+
+
+def save_final(checkpoint: str, model_dir: str, final: Path) -> None:
+    """Write a finished checkpoint's weights plus the input tokenizer as a standalone model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(str(final))
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(str(final))
+
+
 def metrics_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-step rows of a Trainer log history (the end-of-training summary row dropped), one per step."""
     by_step: dict[int, dict[str, Any]] = {}
