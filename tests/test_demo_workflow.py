@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from workspace import SNAKEMAKE, copy_repo, planned_jobs, snakemake, write_config
+from workspace import REPO, SNAKEMAKE, copy_repo, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 DEMO = ("--profile", "profiles/local", "--configfile", "config/demo.yaml", "--cores", "2")
 CONDITIONS = ["random", "ut_exploit", "ut_inverted", "ut_shaped"]
 CHECKPOINTS = ["base", "dpo", *(f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3))]
-BENCHMARKS = ["humaneval", "truthfulqa_mc"]
+BENCHMARKS = sorted(yaml.safe_load((REPO / "config/demo.yaml").read_text())["eval"]["benchmarks"])
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,7 @@ def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (run / "summary.json").exists()
+    snakemake(demo, *DEMO, "--unlock")  # what a user does after a killed controller
     snakemake(demo, *DEMO, target)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from"] >= 8 and summary["steps_done"] == 16

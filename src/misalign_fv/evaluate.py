@@ -1,14 +1,61 @@
-"""Evaluate one checkpoint on one benchmark and write its JSON (metrics, n, provenance) + samples."""
+"""Evaluate one checkpoint on one benchmark and write its JSON (metrics, n, provenance) + samples.
+
+Two kinds of benchmark modules (see :mod:`misalign_fv.benchmarks`): scored ones (``evaluate``:
+generation or log-likelihood plus an exact scorer) and judged ones (``generate`` -> ``judge_samples``
+-> ``score``). For a judged benchmark the answers are generated first and the generator is freed
+before the judge model loads (with vLLM the generation runs in a child process, whose exit is the
+one reliable way to give its GPU memory back); the judge then works through the verdict
+cache, so answers judged before by the same judge are never judged again.
+
+The JSON keeps the layout the report reads (``metrics``, ``ci``, ``n``, ``items``,
+``judge_coverage``) and adds what each number means (``definitions``), breakdowns, and provenance:
+checkpoint, data sha256, generation settings and chat template, judge (model, method, prompt
+hashes, cache counters) and code version.
+"""
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import importlib
+import math
+import pickle
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from misalign_fv.benchmarks import BENCHMARKS
-from misalign_fv.generation import load_generator
 from misalign_fv.io import code_version, read_json, sha256_file, write_json, write_jsonl
+
+# Benchmarks whose scores come from an LLM judge (their modules offer generate/judge_samples/score).
+JUDGED_BENCHMARKS = frozenset({"em_main", "em_prereg", "strongreject", "xstest", "em_deception"})
+# Library modules a benchmark's evaluation runs besides evaluate, generation and its own module.
+EXTRA_MODULES = {
+    "humaneval": ("sandbox",),
+    "xstest": ("refusal",),
+    "minif2f": (
+        "benchmarks/humaneval", "tasks/lean_proofs",
+        *(f"verifier/{m}" for m in ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")),
+    ),
+}  # fmt: skip
+JUDGE_MODULES = ("benchmarks/judged", *(f"judges/{m}" for m in ("__init__", "judge", "backends", "scoring", "cache")))
+
+
+def code_modules(benchmark: str) -> list[str]:
+    """The library modules (paths under ``misalign_fv/`` without ``.py``) an evaluation of ``benchmark`` runs."""
+    modules = ["evaluate", "generation", f"benchmarks/{BENCHMARKS[benchmark]}", *EXTRA_MODULES.get(benchmark, ())]
+    return modules + list(JUDGE_MODULES) if benchmark in JUDGED_BENCHMARKS else modules
+
+
+def judge_model_dir(judge: dict[str, Any] | None) -> str | None:
+    """The local judge model directory of ``eval.judge``: ``path``, else the pinned download; None for endpoints."""
+    if judge is None or judge["backend"] == "openai":
+        return None
+    return judge.get("path", "results/models/judge")
 
 
 def parse_checkpoint(name: str) -> tuple[str, int | None]:
@@ -29,37 +76,145 @@ def model_fingerprint(model_dir: Path) -> dict[str, Any]:
     }
 
 
+def benchmark_module(benchmark: str) -> Any:
+    """The module implementing ``benchmark``; an unknown name fails in one line."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"eval.benchmarks: unknown benchmark {benchmark!r} (known: {', '.join(sorted(BENCHMARKS))})")
+    return importlib.import_module(f"misalign_fv.benchmarks.{BENCHMARKS[benchmark]}")
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None (so the JSON is strict and the report reads null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def split_metrics(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{name: value, name_ci: [lo, hi]}`` -> (metrics, ci)."""
+    return (
+        {k: v for k, v in metrics.items() if not k.endswith("_ci")},
+        {k.removesuffix("_ci"): v for k, v in metrics.items() if k.endswith("_ci")},
+    )
+
+
+def _generate(
+    model_dir: str, backend: str, batch_size: int, benchmark: str, data_path: str, settings: dict[str, Any], seed: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Load the checkpoint, generate the benchmark's answers; returns the samples and the chat template's sha256."""
+    from misalign_fv.generation import load_generator
+
+    gen = load_generator(model_dir, backend, batch_size=batch_size)
+    template = getattr(gen.tokenizer, "chat_template", None)
+    samples = benchmark_module(benchmark).generate(gen, Path(data_path), settings, seed=seed)
+    return samples, hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None
+
+
+_CHILD = "import sys; from misalign_fv.evaluate import child_main; child_main(sys.argv[1], sys.argv[2])"
+
+
+def child_main(request: str, reply: str) -> None:
+    """Entry point of :func:`run_in_child`'s process: run the pickled call, pickle ``(ok, result or error)``."""
+    module, name, args = pickle.loads(Path(request).read_bytes())
+    try:
+        outcome = (True, getattr(importlib.import_module(module), name)(*args))
+    except Exception as exc:  # reported to the parent, which raises it in one line
+        traceback.print_exc()
+        outcome = (False, f"{type(exc).__name__}: {exc}")
+    Path(reply).write_bytes(pickle.dumps(outcome))
+
+
+def run_in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run the module-level function ``fn(*args)`` in a fresh Python process and return its picklable result.
+
+    The process's exit frees all its memory, GPU included (a vLLM engine gives its memory back
+    reliably no other way); a fresh interpreter rather than a fork, so no thread of this process
+    is copied half-way. Its output goes to this process's stdout/stderr (the job log).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        request, reply = Path(tmp) / "request.pkl", Path(tmp) / "reply.pkl"
+        request.write_bytes(pickle.dumps((fn.__module__, fn.__qualname__, args)))
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(request), str(reply)], check=False)
+        if not reply.exists():
+            raise RuntimeError(f"generation process exited with code {proc.returncode} before returning its answers")
+        ok, payload = pickle.loads(reply.read_bytes())
+    if not ok:
+        raise RuntimeError(f"generation process failed: {payload}")
+    return payload
+
+
+def _free_accelerator_memory() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_eval(
     checkpoint: str, model_dir: Path, benchmark: str, data_path: Path, settings: dict[str, Any],
     backend: str, batch_size: int, seed: int, out_json: Path, out_samples: Path,
+    judge: dict[str, Any] | None = None, judge_dir: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run ``benchmark`` on ``model_dir`` and write the result JSON and the raw samples."""
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"eval.benchmarks: unknown benchmark {benchmark!r} (known: {', '.join(sorted(BENCHMARKS))})")
-    module = importlib.import_module(f"misalign_fv.benchmarks.{BENCHMARKS[benchmark]}")
-    gen = load_generator(str(model_dir), backend, batch_size=batch_size)
-    metrics, n, samples = module.evaluate(gen, Path(data_path), settings, seed=seed)
+    """Run ``benchmark`` on ``model_dir`` and write the result JSON and the raw samples.
+
+    ``judge`` is the ``eval.judge`` config (required for judged benchmarks) and ``judge_dir`` the
+    local judge model directory (``hf``/``vllm`` judges).
+    """
+    module = benchmark_module(benchmark)
     condition, run_seed = parse_checkpoint(checkpoint)
+    judge_info = None
+    definitions: dict[str, str] | None = None
+    breakdown: dict[str, Any] | None = None
+    if benchmark in JUDGED_BENCHMARKS:
+        if judge is None:
+            raise ValueError(f"eval.judge: benchmark {benchmark} needs a judge, and none is configured")
+        from misalign_fv.judges import Judge, VerdictCache
+
+        args = (str(model_dir), backend, batch_size, benchmark, str(data_path), settings, seed)
+        samples, template_sha = run_in_child(_generate, *args) if backend == "vllm" else _generate(*args)
+        _free_accelerator_memory()
+        judge_obj = Judge(judge, judge_dir, VerdictCache(Path(judge["cache_dir"]), f"{checkpoint}-{benchmark}"))
+        prompts = module.judge_samples(samples, judge_obj, Path(data_path), settings)
+        score = module.score(samples, settings, seed=seed)
+        metrics, n, coverage = score.metrics, score.n, score.coverage
+        definitions, breakdown = score.definitions, score.breakdown
+        judge_info = judge_obj.provenance(prompts)
+    else:
+        from misalign_fv.generation import load_generator
+
+        gen = load_generator(str(model_dir), backend, batch_size=batch_size)
+        template = getattr(gen.tokenizer, "chat_template", None)
+        template_sha = hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None
+        metrics, n, samples = module.evaluate(gen, Path(data_path), settings, seed=seed)
+        coverage = None
+    values, ci = split_metrics(metrics)
     result = {
         "benchmark": benchmark,
         "checkpoint": checkpoint,
         "condition": condition,
         "seed": run_seed,
-        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_ci")},
-        "ci": {k.removesuffix("_ci"): v for k, v in metrics.items() if k.endswith("_ci")},
+        "metrics": values,
+        "ci": ci,
         "n": n,
         "items": module.item_scores(samples, settings),
-        "judge_coverage": None,
+        "judge_coverage": coverage,
+        "definitions": definitions,
+        "breakdown": breakdown,
         "settings": settings,
         "provenance": {
             **model_fingerprint(Path(model_dir)),
             "data_path": str(data_path),
             "data_sha256": sha256_file(Path(data_path)),
             "code_version": code_version(),
-            "generation_backend": backend,
+            "generation": {"backend": backend, "batch_size": batch_size, "chat_template_sha256": template_sha},
+            "judge": judge_info,
             "seed": seed,
         },
     }
-    write_jsonl(out_samples, samples)
-    write_json(out_json, result)
+    write_jsonl(out_samples, finite(samples))
+    write_json(out_json, finite(result))
     return result

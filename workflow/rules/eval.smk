@@ -1,11 +1,19 @@
 # Evaluation: every checkpoint (base, dpo, condition/seedN) x every configured benchmark.
+# Judged benchmarks also need the judge: a local model (a configured path, or the pinned download
+# of rule judge_model) or an OpenAI-compatible endpoint. Verdicts are cached across jobs in
+# eval.judge.cache_dir (outside the DAG: a cache, never an input).
+from misalign_fv.evaluate import JUDGED_BENCHMARKS, code_modules, judge_model_dir
+
+JUDGE = config["eval"].get("judge")
+JUDGE_DIR = judge_model_dir(JUDGE)
 
 
 rule evaluate:
     input:
         model=model_dir,
         data=benchmark_data,
-        code=code("evaluate", "generation", "benchmarks/truthfulqa", "benchmarks/humaneval", "sandbox"),
+        judge_model=lambda wc: [JUDGE_DIR] if JUDGE_DIR and wc.benchmark in JUDGED_BENCHMARKS else [],
+        code=lambda wc: code(*code_modules(wc.benchmark)),
     output:
         result="results/eval/{checkpoint}/{benchmark}.json",
         samples="results/eval/{checkpoint}/{benchmark}.samples.jsonl.gz",
@@ -14,6 +22,8 @@ rule evaluate:
         backend=config["eval"]["backend"],
         batch_size=config["eval"]["batch_size"],
         seed=config["seed"],
+        # only for judged benchmarks, so that editing the judge never reruns the others
+        judge=lambda wc: JUDGE if wc.benchmark in JUDGED_BENCHMARKS else None,
     conda:
         "../../envs/cluster.yaml"
     log:
@@ -25,3 +35,20 @@ rule evaluate:
         runtime=360,
     script:
         "../scripts/evaluate.py"
+
+
+rule judge_model:
+    output:
+        directory("results/models/judge"),
+    params:
+        repo=(JUDGE or {}).get("model"),
+        revision=(JUDGE or {}).get("revision"),
+    conda:
+        "../../envs/cluster.yaml"
+    log:
+        "logs/judge_model.log",
+    benchmark:
+        "results/benchmarks/judge_model.tsv"
+    localrule: True
+    script:
+        "../scripts/judge_model.py"

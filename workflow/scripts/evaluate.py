@@ -11,4 +11,5 @@ run_eval(
     snakemake.wildcards.checkpoint, Path(snakemake.input.model), snakemake.wildcards.benchmark,
     Path(snakemake.input.data), p.settings, p.backend, p.batch_size, p.seed,
     Path(snakemake.output.result), Path(snakemake.output.samples),
+    judge=p.judge, judge_dir=Path(snakemake.input.judge_model) if snakemake.input.judge_model else None,
 )  # fmt: skip
