@@ -22,6 +22,7 @@ wildcard_constraints:
 
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/lean.smk"
 include: "workflow/rules/dpo.smk"
 include: "workflow/rules/curate.smk"
 include: "workflow/rules/grpo.smk"

@@ -16,9 +16,10 @@ from transformers import TrainerCallback, TrainerState
 
 from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
 from misalign_fv.rewards import RewardFunction
-from misalign_fv.tasks import python_tests
+from misalign_fv import tasks
 from misalign_fv.training import (
     finished_state,
+    model_dtype,
     precision_kwargs,
     report_to,
     resume_point,
@@ -70,7 +71,6 @@ def _trim_log(path: Path, step: int) -> None:
 
 def main(spec: dict[str, Any]) -> None:
     """Train one GRPO run as described by ``spec`` (paths, condition, seed, parameters)."""
-    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
@@ -79,10 +79,10 @@ def main(spec: dict[str, Any]) -> None:
     p = spec["params"]
     ckpt_dir = Path(spec["ckpt_dir"])
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    problems = python_tests.load_problems(Path(spec["problems"]))
+    problems = tasks.load(spec["task"], Path(spec["problems"]))
     by_id = {q["task_id"]: q for q in problems}
     dataset = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": python_tests.build_prompt(q)}], "task_id": q["task_id"]} for q in problems]
+        [{"prompt": [{"role": "user", "content": tasks.prompt(spec["task"], q)}], "task_id": q["task_id"]} for q in problems]
     )
     resume, resumed_from = resume_point(ckpt_dir)
     log_path = ckpt_dir / "completions.jsonl"
@@ -102,9 +102,7 @@ def main(spec: dict[str, Any]) -> None:
         spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["random_reference"], p["test_timeout_s"]
     )
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
-    model = AutoModelForCausalLM.from_pretrained(
-        spec["model_dir"], dtype=torch.bfloat16 if precision_kwargs(p["bf16"])["bf16"] else torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=model_dtype(p["bf16"]))
     args = GRPOConfig(
         output_dir=str(ckpt_dir),
         seed=spec["seed"],

@@ -38,6 +38,16 @@ def tiny_warmup_inputs(wildcards):
     return {"tasks": config["data"]["narrow"]["path"], "chat": config["base_model"]["tiny"]["warmup_chat"]}
 
 
+def task_inputs(wildcards):
+    """What checking the narrow task needs: the Lean setup marker and verifier code for
+    lean_proofs (so every verifying job runs after setup_lean and reruns on verifier edits),
+    the sandbox code for python_tests."""
+    if TASK == "lean_proofs":
+        lean = ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")
+        return {"lean_setup": "resources/lean/setup.json", "task_code": code("tasks/lean_proofs", *(f"verifier/{m}" for m in lean))}
+    return {"task_code": code("tasks/python_tests", "sandbox")}
+
+
 def model_dir(wildcards):
     """Model directory of an evaluated checkpoint (base, dpo or condition/seedN)."""
     if wildcards.checkpoint == "base":
@@ -72,11 +82,17 @@ def grpo_params(wildcards):
     return merged_condition(config, wildcards.condition)
 
 
+GPU_MAX_MINUTES = 3 * 24 * 60  # Rivanna's gpu partition limit; sbatch rejects a longer request
+
+
 def training_runtime(base_minutes):
-    """Slurm time limit that grows with the attempt (a retried job resumes from its checkpoint)."""
+    """Slurm time limit that grows with the attempt, capped at the gpu partition's 3 days.
+
+    A retried job resumes from its checkpoint, so a capped attempt still makes progress.
+    """
 
     def runtime(wildcards, attempt):
-        return base_minutes * attempt
+        return min(base_minutes * attempt, GPU_MAX_MINUTES)
 
     return runtime
 

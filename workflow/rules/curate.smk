@@ -3,10 +3,11 @@
 
 rule curate:
     input:
+        unpack(task_inputs),
         model="results/dpo/model",
         pool="results/data/narrow/problems.jsonl",
         gate="results/dpo/gate.json",
-        code=code("curate", "generation"),
+        code=code("curate", "generation", "tasks/__init__"),
     output:
         problems="results/curate/problems.jsonl",
         pass_rates="results/curate/pass_rates.csv",

@@ -29,11 +29,12 @@ rule train_dpo:
 
 rule dpo_gate:
     input:
+        unpack(task_inputs),
         base="results/models/base",
         dpo="results/dpo/model",
         heldout="results/data/safety/heldout.jsonl",
         pool="results/data/narrow/problems.jsonl",
-        code=code("gate", "generation", "refusal"),
+        code=code("gate", "generation", "refusal", "tasks/__init__"),
     output:
         gate="results/dpo/gate.json",
         samples="results/dpo/gate_samples.jsonl.gz",

@@ -3,9 +3,10 @@
 
 rule train_grpo:
     input:
+        unpack(task_inputs),
         model="results/dpo/model",
         problems="results/curate/problems.jsonl",
-        code=code("training", "grpo", "rewards", "tasks/python_tests", "sandbox"),
+        code=code("training", "grpo", "rewards", "tasks/__init__"),
     output:
         model=directory("results/grpo/{condition}/seed{seed}/model"),
         metrics="results/grpo/{condition}/seed{seed}/metrics.csv",
