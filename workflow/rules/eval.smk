@@ -12,7 +12,7 @@ rule evaluate:
     input:
         model=model_dir,
         data=benchmark_data,
-        judge_model=lambda wc: [JUDGE_DIR] if JUDGE_DIR and wc.benchmark in JUDGED_BENCHMARKS else [],
+        judge_model=lambda wc: JUDGE_DIR if JUDGE_DIR and wc.benchmark in JUDGED_BENCHMARKS else [],
         code=lambda wc: code(*code_modules(wc.benchmark)),
     output:
         result="results/eval/{checkpoint}/{benchmark}.json",
