@@ -39,8 +39,8 @@ def test_rivanna_profile_dry_run_never_calls_sbatch(ws: Path, tmp_path: Path) ->
         exe.write_text(f"#!/bin/sh\necho {tool} \"$@\" >> {calls}\nexit 1\n")
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     proc = snakemake(
-        ws, "-n", "--profile", "profiles/rivanna", "--default-resources", "slurm_account=myalloc",
-        env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"},
+        ws, "-n", "--profile", "profiles/rivanna",
+        env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "SBATCH_ACCOUNT": "myalloc"},
     )  # fmt: skip
     assert job_counts(proc.stdout)["train_grpo"] == 12
     assert not calls.exists() or "sbatch" not in calls.read_text()
