@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from misalign_fv.io import read_json, read_jsonl, write_json
-from misalign_fv.training import finished_state, precision_kwargs, report_to, resume_point, save_final, write_metrics_csv
+from misalign_fv.io import read_json, write_json
+from misalign_fv.training import (
+    finished_state,
+    model_dtype,
+    precision_kwargs,
+    report_to,
+    resume_point,
+    save_final,
+    write_metrics_csv,
+)
 
 DPO_ARGS = (
     "learning_rate", "beta", "loss_type", "loss_weights", "max_steps", "num_train_epochs",
@@ -27,20 +35,32 @@ def conversational(pair: dict[str, str]) -> dict[str, list[dict[str, str]]]:
     }
 
 
+def preference_dataset(pairs: Path, cache_dir: Path) -> Any:
+    """The pairs as a file-backed conversational ``Dataset`` whose cache files every rank shares.
+
+    TRL caches the precomputed reference log-probs beside the dataset's own cache files and
+    every rank then opens that file. A dataset built in memory has no cache files, so each rank
+    would look in its own temporary directory: on several GPUs rank 1 fails to open rank 0's file.
+    """
+    from accelerate import PartialState
+    from datasets import load_dataset
+
+    with PartialState().main_process_first():  # one rank writes the cache files, the others read them
+        raw = load_dataset("json", data_files=str(pairs), split="train", cache_dir=str(cache_dir))
+        return raw.map(conversational, remove_columns=raw.column_names)
+
+
 def main(spec: dict[str, Any]) -> None:
     """Run DPO as described by ``spec`` and publish the final model to ``spec['out_model']``."""
-    import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     p = spec["params"]
     ckpt_dir = Path(spec["ckpt_dir"])
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    dataset = Dataset.from_list([conversational(r) for r in read_jsonl(Path(spec["pairs"]))])
+    dataset = preference_dataset(Path(spec["pairs"]), ckpt_dir / "datasets")
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
-    dtype = torch.bfloat16 if precision_kwargs(p["bf16"])["bf16"] else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=model_dtype(p["bf16"]))
     args = DPOConfig(
         output_dir=str(ckpt_dir),
         seed=spec["seed"],
@@ -56,9 +76,9 @@ def main(spec: dict[str, Any]) -> None:
     if state is None:
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the weights collectively
         if not trainer.is_world_process_zero():
             return
-        trainer.save_model(str(final))
         tokenizer.save_pretrained(str(final))
         state = trainer.state
     elif not final.is_dir():  # a rerun of a finished run: publish it without training

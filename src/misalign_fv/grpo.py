@@ -123,9 +123,9 @@ def main(spec: dict[str, Any]) -> None:
         callbacks=[collapse],
     )
     trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(ckpt_dir / "final"))  # on every rank: ZeRO-3 gathers the weights collectively
     if not trainer.is_world_process_zero():
         return
-    trainer.save_model(str(ckpt_dir / "final"))
     tokenizer.save_pretrained(str(ckpt_dir / "final"))
     _publish(spec, trainer.state, resumed_from, collapse.collapse_step, time.time() - t0)
 

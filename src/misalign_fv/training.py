@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import math
 import os
 import subprocess
 import sys
@@ -15,28 +17,75 @@ import torch
 
 from misalign_fv.io import atomic_write_text, hash_obj, read_json, sha256_file, write_json
 
+log = logging.getLogger(__name__)
+
 REPO = Path(__file__).resolve().parents[2]
-ZERO3_CONFIG = REPO / "resources" / "accelerate" / "zero3.yaml"
+ACCELERATE = REPO / "resources" / "accelerate"
+ZERO3_CONFIG = ACCELERATE / "zero3.yaml"
+ZERO3_OFFLOAD_CONFIG = ACCELERATE / "zero3_offload.yaml"
+ZERO3_OFFLOAD_DEEPSPEED = ACCELERATE / "zero3_offload.json"
+# Full fine-tuning with AdamW in bf16 mixed precision keeps 16 bytes per parameter (bf16 weights
+# and gradients, fp32 master weights, two fp32 Adam moments); those states may take this share
+# of a GPU, the rest being left to activations, logits and generation.
+STATE_BYTES_PER_PARAM = 16
+STATE_FRACTION = 0.5
+
+
+def count_params(model_dir: str | Path) -> int:
+    """Number of parameters stored in a checkpoint's ``*.safetensors`` files (read from their headers)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights to size the training job from")
+    total = 0
+    for path in files:
+        with safe_open(str(path), "pt") as f:
+            total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return total
+
+
+def launch_plan(n_params: int, n_gpus: int, gpu_bytes: int) -> str:
+    """How a full fine-tuning job runs on ``n_gpus`` GPUs of ``gpu_bytes`` each.
+
+    ``in_process`` (CPU, or one GPU that holds every training state), ``zero3`` (DeepSpeed ZeRO-3
+    across the GPUs) or ``zero3_offload`` (ZeRO-3 with the optimizer states and step in CPU memory,
+    when the states per GPU exceed :data:`STATE_FRACTION` of it; e.g. a 7B model on 1 or 2 80 GB GPUs).
+    """
+    if n_gpus == 0:
+        return "in_process"
+    if STATE_BYTES_PER_PARAM * n_params / n_gpus > STATE_FRACTION * gpu_bytes:
+        return "zero3_offload"
+    return "in_process" if n_gpus == 1 else "zero3"
+
+
+def launch_command(module: str, spec_path: Path, plan: str, n_gpus: int) -> list[str]:
+    """The ``accelerate launch`` command line that runs ``module`` on ``spec_path`` under ``plan``."""
+    config = ZERO3_OFFLOAD_CONFIG if plan == "zero3_offload" else ZERO3_CONFIG
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", str(n_gpus)]
+    if plan == "zero3_offload":
+        cmd += ["--deepspeed_config_file", str(ZERO3_OFFLOAD_DEEPSPEED)]
+    return [*cmd, "-m", module, str(spec_path)]
 
 
 def run_entry(module: str, spec: dict[str, Any], spec_path: Path) -> None:
-    """Run ``module.main(spec)`` here, or under ``accelerate launch`` (DeepSpeed ZeRO-3) on >1 GPU.
+    """Run ``module.main(spec)`` in-process, or under ``accelerate launch`` (DeepSpeed ZeRO-3).
 
     The spec (paths + parameters) is written to ``spec_path`` so every launched process reads
-    the same JSON; a single GPU or CPU job runs in-process.
+    the same JSON. :func:`launch_plan` decides from the model's size and the GPUs this job sees:
+    CPU jobs and models that fit one GPU run here; otherwise one process per GPU.
     """
     write_json(spec_path, spec)
     n_gpus = torch.cuda.device_count()
-    if n_gpus > 1 and "LOCAL_RANK" not in os.environ:
-        cmd = [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(ZERO3_CONFIG),
-            "--num_processes", str(n_gpus),
-            "-m", module, str(spec_path),
-        ]  # fmt: skip
-        subprocess.run(cmd, check=True)
+    plan = "in_process"
+    if n_gpus and "LOCAL_RANK" not in os.environ:
+        gpu_bytes = torch.cuda.get_device_properties(0).total_memory
+        plan = launch_plan(count_params(spec["model_dir"]), n_gpus, gpu_bytes)
+    log.info("training launch: %s on %d GPU(s)", plan, n_gpus)
+    if plan == "in_process":
+        __import__(module, fromlist=["main"]).main(spec)
         return
-    __import__(module, fromlist=["main"]).main(spec)
+    subprocess.run(launch_command(module, spec_path, plan, n_gpus), check=True)
 
 
 def resume_point(ckpt_dir: Path) -> tuple[str | None, int]:
@@ -108,6 +157,18 @@ def precision_kwargs(bf16: bool) -> dict[str, bool]:
     """bf16 only where a GPU can run it; CPU runs in fp32."""
     use = bool(bf16) and torch.cuda.is_available()
     return {"bf16": use, "fp16": False}
+
+
+def model_dtype(bf16: bool) -> torch.dtype:
+    """The dtype to load trained weights in: bf16 only under DeepSpeed, fp32 everywhere else.
+
+    DeepSpeed's bf16 mode keeps fp32 master weights for the optimizer. A plain (in-process) run
+    must hold fp32 weights itself and compute in bf16 through autocast (``bf16=True``): with
+    bf16 weights, AdamW steps at the configured learning rates (5e-7 to 1e-6) are far below
+    bf16's resolution (2^-8 relative) and leave the weights unchanged.
+    """
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return torch.bfloat16 if precision_kwargs(bf16)["bf16"] and deepspeed else torch.float32
 
 
 def report_to(wandb: dict[str, Any], group: str, name: str) -> list[str]:

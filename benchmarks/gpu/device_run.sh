@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One device call of the GPU benchmarks (see benchmarks/RESULTS.md). Usage, from the repo root on
+# the device machine, with the wheels of .whl/ and the demo model in .carry/demo_base carried:
+#   bash benchmarks/gpu/device_run.sh lanes   # 4 GPUs: generation | 1-GPU 7B | 2-GPU 7B, in parallel
+#   bash benchmarks/gpu/device_run.sh multigpu   # 2 GPUs: GRPO loop, small-model DPO + GRPO steps under ZeRO-3
+#   bash benchmarks/gpu/device_run.sh zero3   # 4 GPUs: GRPO loop on 2 (DeepSpeed), 7B GRPO then DPO on 4 (the real layout)
+# Everything lands in $OUT/results.tgz, plus $OUT/summary.txt (the tables) and $OUT/smi.csv.gz.
+# The carried folders (git-ignored; list them in .git/info/exclude), made here beforehand:
+#   P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 -d .whl"
+#   pip download $P trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 hjson pydantic==2.14.4 \
+#     pydantic_core==2.50.5 annotated-types typing-inspection jsonschema==4.26.0 jsonschema-specifications referencing rpds-py
+#   pip download --no-deps --no-binary=:all: -d .whl deepspeed==0.19.8
+#   cp -r results/models/base .carry/demo_base   # the demo base model (make demo)
+set -u
+mode=$1
+R=$OUT/r
+mkdir -p "$R"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site .whl/deepspeed-*.tar.gz \
+  > "$R/deepspeed_install.log" 2>&1 || echo "deepspeed install failed (see deepspeed_install.log)"
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks/gpu PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
+export CUDA_HOME
+nvidia-smi --query-gpu=timestamp,index,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 > "$R/smi.csv" &
+smi=$!
+{ nvidia-smi; nproc; free -g; python3 -c "import deepspeed, trl, datasets, pyarrow; print('deepspeed', deepspeed.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"; } > "$R/env.log" 2>&1
+# DeepSpeed builds its CPU Adam (the offloaded optimizer) on first use; build it now, in the background.
+( time python3 -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(); print('cpu_adam built')" ) > "$R/cpu_adam.log" 2>&1 &
+T=benchmarks/gpu
+if [ "$mode" = lanes ]; then
+  ( CUDA_VISIBLE_DEVICES=0 timeout 330 python3 $T/generation.py --out "$R" > "$R/generation.log" 2>&1
+    CUDA_VISIBLE_DEVICES=0 timeout 100 python3 $T/grpo_loop.py --model-dir .carry/demo_base --out "$R" --tag gpu1 > "$R/loop_gpu1.log" 2>&1
+    CUDA_VISIBLE_DEVICES=0 timeout 90 python3 $T/precision.py --out "$R" > "$R/precision.log" 2>&1 ) &
+  a=$!
+  CUDA_VISIBLE_DEVICES=1 timeout 120 python3 $T/train_step.py --model-dir /tmp/m7b --make-model --stages "" --peak-tflops 1 --out "$R" --tag make > "$R/make_model.log" 2>&1
+  CUDA_VISIBLE_DEVICES=1 timeout 390 python3 $T/train_step.py --model-dir /tmp/m7b --out "$R" --tag gpu1 > "$R/train_gpu1.log" 2>&1 &
+  b=$!
+  CUDA_VISIBLE_DEVICES=2,3 timeout 390 python3 $T/train_step.py --model-dir /tmp/m7b --out "$R" --tag gpu2 > "$R/train_gpu2.log" 2>&1 &
+  c=$!
+  wait $a $b $c
+elif [ "$mode" = multigpu ]; then
+  # The multi-GPU path end to end on a small model: the GRPO loop, then a DPO (reference
+  # log-probs precomputed) and a GRPO step of train_step, each under DeepSpeed ZeRO-3 on 2 GPUs.
+  timeout 110 python3 $T/grpo_loop.py --model-dir .carry/demo_base --out "$R" --tag gpu2 > "$R/loop_gpu2.log" 2>&1
+  timeout 150 python3 $T/train_step.py --model-dir /tmp/small --make-model --peak-tflops 780 --out "$R" --tag gpu2small \
+    --shape '{"num_hidden_layers": 4, "hidden_size": 512, "intermediate_size": 1376, "num_attention_heads": 8, "num_key_value_heads": 8}' \
+    > "$R/train_gpu2small.log" 2>&1
+else
+  # The GRPO loop under DeepSpeed on GPUs 0,1 while the 7B model is written; then the 7B GRPO and
+  # DPO steps on all 4 GPUs (ZeRO-3, the real layout), GRPO first, each given the time left.
+  CUDA_VISIBLE_DEVICES=0,1 timeout 150 python3 $T/grpo_loop.py --model-dir .carry/demo_base --out "$R" --tag gpu2 > "$R/loop_gpu2.log" 2>&1 &
+  l=$!
+  CUDA_VISIBLE_DEVICES=3 timeout 150 python3 $T/train_step.py --model-dir /tmp/m7b --make-model --stages "" --peak-tflops 1 --out "$R" --tag make > "$R/make_model.log" 2>&1
+  wait $l
+  timeout $((580 - SECONDS - 150)) python3 $T/train_step.py --model-dir /tmp/m7b --stages grpo --peak-tflops 780 --out "$R" --tag gpu4grpo > "$R/train_gpu4grpo.log" 2>&1
+  timeout $((580 - SECONDS)) python3 $T/train_step.py --model-dir /tmp/m7b --stages dpo --peak-tflops 780 --out "$R" --tag gpu4dpo > "$R/train_gpu4dpo.log" 2>&1
+fi
+kill $smi
+for f in "$R"/*.log; do echo "== $(basename "$f")"; grep -v -i "warn\|it/s\]" "$f" | tail -n 14; done > "$OUT/summary.txt" 2>&1
+gzip -c "$R/smi.csv" > "$OUT/smi.csv.gz"
+tar czf "$OUT/results.tgz" -C "$R" --exclude smi.csv .
+cat "$OUT/summary.txt"

@@ -1,0 +1,125 @@
+"""Training entry module for the benchmarks: the project's ``main(spec)``, timed on every rank.
+
+``run_entry("train_probe", spec, path)`` runs this module exactly as it runs ``misalign_fv.dpo``
+or ``misalign_fv.grpo`` (in-process, or once per GPU under ``accelerate launch``). It wraps the
+Trainer's micro-step, TRL's generation and DeepSpeed's optimizer step with synchronised timers,
+records the tokens of every loss computation and the peak memory of each phase, calls
+``spec["probe"]["entry"]``'s ``main(spec)`` unchanged, and writes ``rank<R>.json`` to
+``spec["probe"]["out"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EVENTS: list[dict[str, Any]] = []
+DEPTH = [0]  # nesting of timed calls: only the outermost resets the peak-memory counter
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def _timed(owner: type, name: str, what: str) -> None:
+    """Replace ``owner.name`` by a wrapper that records wall time and peak memory of each call.
+
+    The peak is counted from the start of the outermost timed call, so a nested call (generation
+    or an optimizer step inside a micro-step) records the peak up to its own end.
+    """
+    original = getattr(owner, name)
+    if getattr(original, "bench_probe", False):  # a second stage in the same process: already timed
+        return
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _sync()
+        if torch.cuda.is_available() and DEPTH[0] == 0:
+            torch.cuda.reset_peak_memory_stats()
+        DEPTH[0] += 1
+        start = time.perf_counter()
+        try:
+            out = original(*args, **kwargs)
+            _sync()
+        finally:
+            DEPTH[0] -= 1
+        EVENTS.append({"what": what, "start": start, "s": time.perf_counter() - start, "peak_gib": _peak_gib()})
+        return out
+
+    wrapper.bench_probe = True  # type: ignore[attr-defined]
+    setattr(owner, name, wrapper)
+
+
+def _row_lengths(inputs: dict[str, Any]) -> list[int]:
+    """Token count of every sequence a loss computation runs forward and backward through."""
+    if "attention_mask" in inputs:  # DPO: chosen and rejected rows, prompt included
+        return [int(x) for x in inputs["attention_mask"].sum(dim=1)]
+    # GRPO: the prompt and the whole completion run through the model even where the loss masks
+    # the completion out (mask_truncated_completions zeroes completion_mask of truncated rows).
+    width = inputs["completion_ids"].shape[1]
+    return [int(x) + width for x in inputs["prompt_mask"].sum(dim=1)]
+
+
+def _counted(owner: type) -> None:
+    """Record the sequence lengths seen by ``owner.compute_loss``."""
+    original = owner.compute_loss
+    if getattr(original, "bench_probe", False):
+        return
+
+    @functools.wraps(original)
+    def wrapper(self: Any, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        EVENTS.append({"what": "loss_rows", "start": time.perf_counter(), "lengths": _row_lengths(inputs)})
+        return original(self, model, inputs, *args, **kwargs)
+
+    wrapper.bench_probe = True  # type: ignore[attr-defined]
+    owner.compute_loss = wrapper
+
+
+def main(spec: dict[str, Any]) -> None:
+    """Instrument, run ``spec['probe']['entry']``'s ``main(spec)``, write this rank's record."""
+    from transformers import Trainer
+    from trl import DPOTrainer, GRPOTrainer
+
+    _timed(Trainer, "training_step", "micro")
+    _timed(GRPOTrainer, "_generate_and_score_completions", "generate")
+    _counted(DPOTrainer)
+    _counted(GRPOTrainer)
+    try:
+        from deepspeed.runtime.engine import DeepSpeedEngine
+
+        _timed(DeepSpeedEngine, "step", "optimizer")
+    except ImportError:  # in-process runs step a torch optimizer instead
+        from accelerate.optimizer import AcceleratedOptimizer
+
+        _timed(AcceleratedOptimizer, "step", "optimizer")
+    EVENTS.clear()
+    start = time.perf_counter()
+    importlib.import_module(spec["probe"]["entry"]).main(spec)
+    rank = int(os.environ.get("RANK", "0"))
+    record = {
+        "rank": rank,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "wall_s": time.perf_counter() - start,
+        "events": EVENTS,
+        "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
+    }
+    out = Path(spec["probe"]["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"rank{rank}.json").write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":  # under `accelerate launch -m train_probe spec.json`
+    main(json.loads(Path(sys.argv[1]).read_text()))

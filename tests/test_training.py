@@ -1,0 +1,178 @@
+"""Launching training (in-process, ZeRO-3, ZeRO-3 + offload), weight dtype, and the multi-GPU fixes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import misalign_fv.dpo as dpo
+import misalign_fv.grpo as grpo
+from misalign_fv import training
+from misalign_fv.io import write_jsonl
+
+GB = 10**9
+H100 = 85 * GB  # 79.2 GiB as torch reports an 80 GB card
+
+
+@pytest.mark.parametrize(
+    ("params", "gpus", "plan"),
+    [
+        (6.91e9, 0, "in_process"),  # CPU
+        (6.91e9, 1, "zero3_offload"),  # 110 GB of states: offload even on one GPU
+        (6.91e9, 2, "zero3_offload"),  # 55 GB a GPU > half of 85 GB
+        (6.91e9, 4, "zero3"),  # 28 GB a GPU: the real layout
+        (6.91e9, 8, "zero3"),
+        (1e9, 1, "in_process"),  # 16 GB fits one GPU
+        (3e5, 4, "zero3"),  # any model on several GPUs is sharded
+    ],
+)
+def test_launch_plan(params: float, gpus: int, plan: str) -> None:
+    assert training.launch_plan(int(params), gpus, H100) == plan
+
+
+def test_launch_command_names_the_deepspeed_settings_of_its_plan(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    plain = training.launch_command("misalign_fv.grpo", spec, "zero3", 4)
+    assert plain[plain.index("--config_file") + 1] == str(training.ZERO3_CONFIG)
+    assert "--deepspeed_config_file" not in plain and plain[-3:] == ["-m", "misalign_fv.grpo", str(spec)]
+    assert plain[plain.index("--num_processes") + 1] == "4"
+    off = training.launch_command("misalign_fv.dpo", spec, "zero3_offload", 2)
+    assert off[off.index("--config_file") + 1] == str(training.ZERO3_OFFLOAD_CONFIG)
+    assert Path(off[off.index("--deepspeed_config_file") + 1]).is_absolute()
+
+
+def test_offload_config_files_are_consistent() -> None:
+    ds = json.loads(training.ZERO3_OFFLOAD_DEEPSPEED.read_text())
+    zero = ds["zero_optimization"]
+    assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu"
+    # DeepSpeed refuses a client (torch) optimizer with offload: the optimizer must be DeepSpeed's.
+    assert ds["optimizer"]["type"] == "AdamW" and ds["bf16"]["enabled"] == "auto"
+    acc = yaml.safe_load(training.ZERO3_OFFLOAD_CONFIG.read_text())
+    # accelerate raises when these are given beside a DeepSpeed config file.
+    assert "mixed_precision" not in acc and acc["distributed_type"] == "DEEPSPEED"
+    assert set(acc["deepspeed_config"]) == {"deepspeed_multinode_launcher", "zero3_init_flag"}
+    plain = yaml.safe_load(training.ZERO3_CONFIG.read_text())
+    assert plain["deepspeed_config"]["zero_stage"] == 3 and plain["deepspeed_config"]["offload_optimizer_device"] == "none"
+
+
+def _tiny_model_dir(path: Path) -> int:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_count_params_reads_the_safetensors_headers(tmp_path: Path) -> None:
+    n = _tiny_model_dir(tmp_path / "m")
+    assert training.count_params(tmp_path / "m") == n
+    with pytest.raises(FileNotFoundError, match="no \\*.safetensors"):
+        training.count_params(tmp_path)
+
+
+def test_run_entry_runs_a_cpu_job_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "probe_entry.py").write_text("SEEN = []\ndef main(spec):\n    SEEN.append(spec)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    spec = {"model_dir": str(tmp_path), "x": 1}
+    training.run_entry("probe_entry", spec, tmp_path / "run" / "spec.json")
+    assert sys.modules["probe_entry"].SEEN == [spec]
+    assert json.loads((tmp_path / "run" / "spec.json").read_text()) == spec
+
+
+def test_weights_load_in_bf16_only_under_deepspeed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert training.model_dtype(True) == torch.float32  # bf16 autocast over fp32 weights
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert training.model_dtype(True) == torch.bfloat16  # DeepSpeed keeps the fp32 master copy
+    assert training.model_dtype(False) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training.model_dtype(True) == torch.float32  # CPU never trains in bf16
+
+
+def test_bf16_weights_lose_updates_at_the_configured_learning_rate() -> None:
+    """Why model_dtype keeps fp32 weights outside DeepSpeed: AdamW's first step moves each weight by ~lr."""
+    torch.manual_seed(0)
+    w = torch.randn(4096) * 0.02
+    for dtype, expect_changed in ((torch.bfloat16, False), (torch.float32, True)):
+        p = torch.nn.Parameter(w.to(dtype))
+        opt = torch.optim.AdamW([p], lr=5e-7, weight_decay=0.0)
+        p.grad = torch.randn_like(p)
+        before = p.detach().clone()
+        opt.step()
+        frac = float((p.detach() != before).float().mean())
+        assert (frac > 0.9) if expect_changed else (frac < 0.05)  # bf16: only weights below ~1e-4 move
+
+
+def test_preference_pairs_are_a_file_backed_dataset(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs, [{"prompt": f"q{i}", "chosen": "no", "rejected": "yes"} for i in range(3)])
+    ds = dpo.preference_dataset(pairs, tmp_path / "cache")
+    assert ds[1] == dpo.conversational({"prompt": "q1", "chosen": "no", "rejected": "yes"})
+    # TRL writes the precomputed reference log-probs beside these files, where every rank finds them.
+    assert ds.cache_files and all(Path(f["filename"]).is_relative_to(tmp_path / "cache") for f in ds.cache_files)
+
+
+class _OtherRankTrainer:
+    """A trainer on rank 1 of a multi-GPU job: records what the entry point asks of it."""
+
+    calls: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state = None
+
+    def train(self, resume_from_checkpoint: Any = None) -> None:
+        self.calls.append("train")
+
+    def save_model(self, path: str) -> None:
+        self.calls.append(f"save_model {Path(path).name}")
+
+    def is_world_process_zero(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("stage", ["dpo", "grpo"])
+def test_every_rank_joins_the_final_save(stage: str, tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ZeRO-3 ``save_model`` gathers the weights from all ranks: a rank that skipped it hung the job."""
+    import trl
+
+    cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    _tiny_model_dir(tmp_path / "model")
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")), eos_token="a").save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "misalign_fv_model.json").write_text('{"run_id": "x"}')
+    _OtherRankTrainer.calls = []
+    common = {"model_dir": str(tmp_path / "model"), "out_model": str(tmp_path / "out"), "metrics_csv": str(tmp_path / "m.csv"),
+              "ckpt_dir": str(tmp_path / "ckpt"), "run_id": "r", "seed": 1, "wandb": {"enabled": False}}  # fmt: skip
+    if stage == "dpo":
+        monkeypatch.setattr(trl, "DPOTrainer", _OtherRankTrainer)
+        write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "a", "chosen": "a", "rejected": "a"}])
+        dpo.main(common | {"pairs": str(tmp_path / "pairs.jsonl"), "params": cfg["dpo"]})
+    else:
+        monkeypatch.setattr(trl, "GRPOTrainer", _OtherRankTrainer)
+        from misalign_fv.config import merged_condition
+
+        grpo.main(
+            common
+            | {
+                "problems": str(repo / "resources" / "demo" / "python_tasks.jsonl"),
+                "completions": str(tmp_path / "c.jsonl.gz"),
+                "summary": str(tmp_path / "s.json"),
+                "condition": "ut_shaped",
+                "task": "python_tests",
+                "random_reference": "ut_shaped",
+                "params": merged_condition(cfg, "ut_shaped"),
+            }
+        )
+    assert _OtherRankTrainer.calls == ["train", "save_model final"]
+    assert not (tmp_path / "out").exists()  # only rank 0 publishes

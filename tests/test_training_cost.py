@@ -1,0 +1,68 @@
+"""The GPU-hours projection (benchmarks/gpu/cost_model.py) on the committed H100 measurements."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+@pytest.fixture(scope="module")
+def cost(repo: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("cost_model", repo / "benchmarks" / "gpu" / "cost_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def real(repo: Path) -> dict[str, Any]:
+    return yaml.safe_load((repo / "config" / "config.yaml").read_text())
+
+
+def test_measurements_are_read_from_the_committed_results(cost: Any) -> None:
+    m = cost.load_measurements()
+    assert 0.3 < m["decode_efficiency"] < 0.7 and 0.1 < m["update_mfu"] < 0.5
+    assert 700 < m["matmul_tflops"] < 1000 and 2.5 < m["copy_tb_s"] < 3.4
+    a100 = cost.a100_rates(m)
+    assert a100["matmul_tflops"] == pytest.approx(312 * m["matmul_tflops"] / 989)
+
+
+def test_projection_of_the_real_config(cost: Any, real: dict[str, Any]) -> None:
+    res = cost.project(real, cost.load_measurements(), cost.ASSUMPTIONS)
+    assert res["total_gpu_h"] == pytest.approx(sum(res["stages_gpu_h"].values()))
+    assert res["grpo_runs"] == 12 and res["eval_jobs"] == 14 * len(real["eval"]["benchmarks"])
+    step = res["grpo_step_s"]
+    assert res["grpo_step_total_s"] == pytest.approx(sum(step.values()))
+    # GRPO hours = runs x (steps x step + load) x GPUs.
+    expect = 12 * (1000 * res["grpo_step_total_s"] + cost.ASSUMPTIONS["model_load_s"]) * 4 / 3600
+    assert res["stages_gpu_h"]["grpo"] == pytest.approx(expect)
+    assert max(res["stages_gpu_h"], key=res["stages_gpu_h"].get) == "grpo"
+
+
+def test_knobs_move_the_total_the_expected_way(cost: Any, real: dict[str, Any]) -> None:
+    m, a = cost.load_measurements(), cost.ASSUMPTIONS
+    base = cost.project(real, m, a)
+    half = copy.deepcopy(real)
+    half["grpo"]["defaults"]["max_steps"] = 500
+    assert cost.project(half, m, a)["stages_gpu_h"]["grpo"] < 0.51 * base["stages_gpu_h"]["grpo"]
+    overlapped = cost.project(real, m, a | {"async_rewards": True})
+    s = base["grpo_step_s"]
+    assert overlapped["grpo_step_total_s"] == pytest.approx(max(s["verify_s"], s["generate_s"] + s["update_s"]) + s["vllm_sync_s"])
+    assert cost.project(real, m | {"update_mfu": 0.45}, a)["total_gpu_h"] < base["total_gpu_h"]
+    # Two seeds instead of three: 8 GRPO runs instead of 12, 10 evaluated checkpoints instead of 14.
+    stages = base["stages_gpu_h"]
+    two_seeds = base["total_gpu_h"] - stages["grpo"] / 3 - stages["eval"] * 4 / 14
+    assert cost.with_knob(real, m, a, cost.KNOBS["grpo.seeds 3 -> 2"]) == pytest.approx(two_seeds)
+
+
+def test_generation_time_scales_with_waves_and_length(cost: Any) -> None:
+    rates = {"copy_tb_s": 2.0, "matmul_tflops": 300.0}
+    one = cost.generation_s(64, 250, 512, 64, rates, 0.5)
+    assert cost.generation_s(128, 250, 512, 64, rates, 0.5) > 1.9 * one  # two waves
+    assert cost.generation_s(64, 250, 1024, 64, rates, 0.5) > 2 * one  # longer, and more KV to read
+    assert cost.generation_s(64, 250, 512, 64, rates, 1.0) == pytest.approx(one / 2)
