@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu/device_run.sh lanes   # 4 GPUs: generation | 1-GPU 7B | 2-GPU 7B, in parallel
 #   bash benchmarks/gpu/device_run.sh multigpu   # 2 GPUs: GRPO loop, small-model DPO + GRPO steps under ZeRO-3
 #   bash benchmarks/gpu/device_run.sh zero3   # 4 GPUs: GRPO loop on 2 (DeepSpeed), 7B GRPO then DPO on 4 (the real layout)
+#   bash benchmarks/gpu/device_run.sh mfu   # 4 GPUs: a 7B DPO step under ZeRO-3 (the real layout), timed and profiled
+#   bash benchmarks/gpu/device_run.sh mfu_buckets   # 4 GPUs: the same with benchmarks/gpu/zero3_buckets.json
 # Everything lands in $OUT/results.tgz, plus $OUT/summary.txt (the tables) and $OUT/smi.csv.gz.
 # The carried folders (git-ignored; list them in .git/info/exclude), made here beforehand:
 #   P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 -d .whl"
@@ -25,7 +27,7 @@ nvidia-smi --query-gpu=timestamp,index,memory.used,utilization.gpu --format=csv,
 smi=$!
 { nvidia-smi; nproc; free -g; python3 -c "import deepspeed, trl, datasets, pyarrow; print('deepspeed', deepspeed.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"; } > "$R/env.log" 2>&1
 # DeepSpeed builds its CPU Adam (the offloaded optimizer) on first use; build it now, in the background.
-( time python3 -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(); print('cpu_adam built')" ) > "$R/cpu_adam.log" 2>&1 &
+[[ "$mode" == mfu* ]] || ( time python3 -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(); print('cpu_adam built')" ) > "$R/cpu_adam.log" 2>&1 &
 T=benchmarks/gpu
 if [ "$mode" = lanes ]; then
   ( CUDA_VISIBLE_DEVICES=0 timeout 330 python3 $T/generation.py --out "$R" > "$R/generation.log" 2>&1
@@ -38,6 +40,26 @@ if [ "$mode" = lanes ]; then
   CUDA_VISIBLE_DEVICES=2,3 timeout 390 python3 $T/train_step.py --model-dir /tmp/m7b --out "$R" --tag gpu2 > "$R/train_gpu2.log" 2>&1 &
   c=$!
   wait $a $b $c
+elif [ "$mode" = mfu ]; then
+  # 7B in memory when /dev/shm can hold it and a trained copy (loading and saving 14 GB each run).
+  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt 60 ] && W=/dev/shm
+  M=$W/m7b
+  timeout 150 python3 $T/train_step.py --model-dir $M --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
+  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
+  echo "work $W, matmul ceiling $PEAK TFLOP/s" > "$R/mfu_setup.log"
+  # Five micro-steps of one optimizer step, the third profiled on rank 0 (about 250 s with the save).
+  timeout 250 python3 $T/train_step.py --model-dir $M --work $W/train_bench --stages dpo --peak-tflops $PEAK \
+    --profile-micro 2 --ga 5 --out "$R" --tag gpu4dpo > "$R/train_gpu4dpo.log" 2>&1
+elif [ "$mode" = mfu_buckets ]; then
+  # The larger-bucket DeepSpeed config alone, cut off after its optimizer step (the probe writes
+  # its records then); summarise them with train_step.py --summarize DIR --peak-tflops P --out D --tag T.
+  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt 60 ] && W=/dev/shm
+  timeout 150 python3 $T/train_step.py --model-dir $W/m7b --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
+  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
+  echo "work $W, matmul ceiling $PEAK TFLOP/s" > "$R/mfu_setup.log"
+  timeout $((300 - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages dpo --peak-tflops $PEAK --ga 5 \
+    --zero3-json $T/zero3_buckets.json --out "$R" --tag gpu4dpo_buckets > "$R/train_gpu4dpo_buckets.log" 2>&1
+  cp -r $W/train_bench/gpu4dpo_buckets/dpo/probe "$R/probe_gpu4dpo_buckets"
 elif [ "$mode" = multigpu ]; then
   # The multi-GPU path end to end on a small model: the GRPO loop, then a DPO (reference
   # log-probs precomputed) and a GRPO step of train_step, each under DeepSpeed ZeRO-3 on 2 GPUs.

@@ -5,7 +5,10 @@ or ``misalign_fv.grpo`` (in-process, or once per GPU under ``accelerate launch``
 Trainer's micro-step, TRL's generation and DeepSpeed's optimizer step with synchronised timers,
 records the tokens of every loss computation and the peak memory of each phase, calls
 ``spec["probe"]["entry"]``'s ``main(spec)`` unchanged, and writes ``rank<R>.json`` to
-``spec["probe"]["out"]``.
+``spec["probe"]["out"]``. With ``spec["probe"]["profile_micro"] = N`` rank 0 runs its N-th
+micro-step (0-based) under ``torch.profiler`` and writes the GPU kernel time by category (matmul,
+attention, NCCL, other) and the top kernels to ``profile_rank0.json``; that micro-step is marked
+``profiled`` and left out of the timings.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,6 +27,31 @@ import torch
 
 EVENTS: list[dict[str, Any]] = []
 DEPTH = [0]  # nesting of timed calls: only the outermost resets the peak-memory counter
+PROFILE: dict[str, Any] = {"micro": -1, "seen": 0, "out": None, "start": 0.0}
+KERNEL_KINDS = [  # first match wins; kernel names of cuBLAS/CUTLASS, SDPA backends and NCCL
+    ("nccl", re.compile(r"nccl", re.I)),
+    ("attention", re.compile(r"flash|fmha|attention|efficient", re.I)),
+    ("matmul", re.compile(r"gemm|cutlass|xmma|cublas|sm90_|sm80_|ampere_|wgmma", re.I)),
+]
+
+
+def _kernel_summary(prof: Any, wall_s: float) -> dict[str, Any]:
+    """GPU kernel time of a profiled call by category, plus the 25 costliest kernels."""
+    kernels = []
+    for evt in prof.key_averages():
+        t = getattr(evt, "self_device_time_total", 0) or 0
+        if t and str(getattr(evt, "device_type", "")).endswith("CUDA"):
+            kernels.append((evt.key, t / 1e6, evt.count))
+    kinds: dict[str, float] = {}
+    for name, secs, _ in kernels:
+        kind = next((k for k, rx in KERNEL_KINDS if rx.search(name)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + secs
+    top = sorted(kernels, key=lambda k: -k[1])[:25]
+    return {
+        "wall_s": wall_s,
+        "kernel_s_by_kind": kinds,
+        "top_kernels": [{"name": n[:160], "s": s, "calls": c} for n, s, c in top],
+    }
 
 
 def _sync() -> None:
@@ -49,14 +78,29 @@ def _timed(owner: type, name: str, what: str) -> None:
         _sync()
         if torch.cuda.is_available() and DEPTH[0] == 0:
             torch.cuda.reset_peak_memory_stats()
+        profiled = what == "micro" and PROFILE["seen"] == PROFILE["micro"] and os.environ.get("RANK", "0") == "0"
+        if what == "micro":
+            PROFILE["seen"] += 1
         DEPTH[0] += 1
+        prof = None
+        if profiled:
+            # GPU kernels only: recording every CPU op as well slowed the micro-step about 5x
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            prof.__enter__()
         start = time.perf_counter()
         try:
             out = original(*args, **kwargs)
             _sync()
         finally:
             DEPTH[0] -= 1
-        EVENTS.append({"what": what, "start": start, "s": time.perf_counter() - start, "peak_gib": _peak_gib()})
+        elapsed = time.perf_counter() - start
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            Path(PROFILE["out"]).mkdir(parents=True, exist_ok=True)
+            (Path(PROFILE["out"]) / "profile_rank0.json").write_text(json.dumps(_kernel_summary(prof, elapsed), indent=1))
+        EVENTS.append({"what": what, "start": start, "s": elapsed, "peak_gib": _peak_gib(), "profiled": profiled})
+        if what == "optimizer":  # the record so far, in case the run is cut off in its final save
+            _write_record()
         return out
 
     wrapper.bench_probe = True  # type: ignore[attr-defined]
@@ -88,6 +132,21 @@ def _counted(owner: type) -> None:
     owner.compute_loss = wrapper
 
 
+def _write_record() -> None:
+    """Write this rank's events so far to ``rank<R>.json`` in the probe's output folder."""
+    rank = int(os.environ.get("RANK", "0"))
+    record = {
+        "rank": rank,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "wall_s": time.perf_counter() - PROFILE["start"],
+        "events": EVENTS,
+        "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
+    }
+    out = Path(PROFILE["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"rank{rank}.json").write_text(json.dumps(record, indent=1))
+
+
 def main(spec: dict[str, Any]) -> None:
     """Instrument, run ``spec['probe']['entry']``'s ``main(spec)``, write this rank's record."""
     from transformers import Trainer
@@ -106,19 +165,9 @@ def main(spec: dict[str, Any]) -> None:
 
         _timed(AcceleratedOptimizer, "step", "optimizer")
     EVENTS.clear()
-    start = time.perf_counter()
+    PROFILE.update(micro=int(spec["probe"].get("profile_micro", -1)), seen=0, out=spec["probe"]["out"], start=time.perf_counter())
     importlib.import_module(spec["probe"]["entry"]).main(spec)
-    rank = int(os.environ.get("RANK", "0"))
-    record = {
-        "rank": rank,
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "wall_s": time.perf_counter() - start,
-        "events": EVENTS,
-        "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
-    }
-    out = Path(spec["probe"]["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"rank{rank}.json").write_text(json.dumps(record, indent=1))
+    _write_record()
 
 
 if __name__ == "__main__":  # under `accelerate launch -m train_probe spec.json`

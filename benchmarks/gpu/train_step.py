@@ -76,8 +76,13 @@ def grpo_problems(path: Path, n: int, prompt_len: int, vocab: int, seed: int) ->
     )
 
 
-def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tflops: float) -> dict[str, Any]:
-    """Per-rank and per-job numbers: micro-step time, tokens/s, MFU, phase peaks, step time."""
+def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tflops: float, skip: int = -1) -> dict[str, Any]:
+    """Per-rank and per-job numbers: micro-step time, tokens/s, MFU, phase peaks, step time.
+
+    Left out of the medians: the first micro-step (kernel and buffer warm-up), micro-step ``skip``
+    (profiled on rank 0, which slows every rank through the collectives) and the one after it
+    (the other ranks wait in its first all-gather while rank 0 summarises the profile).
+    """
     flop_params = n_params - config.vocab_size * config.hidden_size
     ranks = []
     for rec in sorted(records, key=lambda r: r["rank"]):
@@ -92,15 +97,17 @@ def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tf
             update.append(m["s"] - sum(inside))
             tokens.append(sum(lengths))
             flops.append(6 * flop_params * sum(lengths) + 6 * config.num_hidden_layers * config.hidden_size * sum(n * n for n in lengths))
-        steady = update[1:] if len(update) > 1 else update  # the first micro-step warms up kernels and buffers
-        fl = flops[1:] if len(flops) > 1 else flops
-        tk = tokens[1:] if len(tokens) > 1 else tokens
+        keep = [i for i in range(len(update)) if i not in (skip, skip + 1) and (i > 0 or len(update) == 1)]
+        steady = [update[i] for i in keep]
+        fl = [flops[i] for i in keep]
+        tk = [tokens[i] for i in keep]
         t = statistics.median(steady)
         gen_micro = {id(m) for m in micros for g in gens if m["start"] <= g["start"] < m["start"] + m["s"]}
         ranks.append(
             {
                 "rank": rec["rank"],
                 "micro_steps": len(micros),
+                "update_s_all": update,
                 "update_s_median": t,
                 "tokens_per_micro": statistics.median(tk),
                 "tok_s": statistics.median(tk) / t,
@@ -126,7 +133,7 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True)
     vocab = prover_config(**args.shape).vocab_size
-    probe = {"entry": f"misalign_fv.{stage}", "out": str(stage_dir / "probe")}
+    probe = {"entry": f"misalign_fv.{stage}", "out": str(stage_dir / "probe"), "profile_micro": args.profile_micro}
     common = {
         "model_dir": str(args.model_dir),
         "out_model": str(stage_dir / "model"),
@@ -137,13 +144,13 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
         "probe": probe,
     }
     if stage == "dpo":
-        params = copy.deepcopy(cfg["dpo"]) | {"max_steps": args.steps, "gradient_accumulation_steps": args.ga, "save_steps": 10**6}
+        params = copy.deepcopy(cfg["dpo"]) | {"max_steps": args.steps, "gradient_accumulation_steps": args.ga, "save_steps": 10**6} | args.set
         pairs = stage_dir / "pairs.jsonl"
         dpo_pairs(pairs, params["per_device_train_batch_size"] * args.ga * world * args.steps, vocab, seed=0)
         spec = common | {"pairs": str(pairs), "seed": 0, "params": params}
     else:
         params = merged_condition(cfg, next(iter(cfg["grpo"]["conditions"])))
-        params |= {"max_steps": args.steps, "gradient_accumulation_steps": args.ga, "save_steps": 10**6, "use_vllm": False}
+        params |= {"max_steps": args.steps, "gradient_accumulation_steps": args.ga, "save_steps": 10**6, "use_vllm": False} | args.set
         problems = stage_dir / "problems.jsonl"
         grpo_problems(problems, 64, args.prompt_len, vocab, seed=0)
         spec = common | {
@@ -158,16 +165,19 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
         }
     run_entry("train_probe", spec, stage_dir / "spec.json")
     records = [json.loads(p.read_text()) for p in sorted(Path(probe["out"]).glob("rank*.json"))]
-    overrides = {k: params[k] for k in ("max_steps", "gradient_accumulation_steps", "save_steps", "use_vllm") if k in params}
+    profile_path = Path(probe["out"]) / "profile_rank0.json"
+    profile = json.loads(profile_path.read_text()) if profile_path.exists() else None
+    overrides = {k: params[k] for k in ("max_steps", "gradient_accumulation_steps", "save_steps", "use_vllm", *args.set) if k in params}
     shutil.rmtree(stage_dir / "ckpt", ignore_errors=True)  # 7B checkpoints: tens of GB each
     shutil.rmtree(stage_dir / "model", ignore_errors=True)
-    return {"records": records, "overrides": overrides, "params": params}
+    return {"records": records, "overrides": overrides, "params": params, "profile": profile}
 
 
 def main() -> None:
     """Run the requested stages on the visible GPUs and write ``train_<tag>.json``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", type=Path, required=True)
+    ap.add_argument("--model-dir", type=Path, help="the checkpoint to train (required unless --summarize)")
+    ap.add_argument("--summarize", type=Path, help="only summarise the rank*.json records in this folder (a run cut off in its save)")
     ap.add_argument("--make-model", action="store_true", help="create the random 7B model first")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tag", required=True)
@@ -179,8 +189,36 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
     ap.add_argument("--shape", type=json.loads, default={}, help="LlamaConfig overrides (JSON) for a small dry run")
     ap.add_argument("--peak-tflops", type=float, help="matmul ceiling (measured here when omitted)")
+    ap.add_argument("--set", type=json.loads, default={}, help="training parameter overrides (JSON), e.g. a larger micro-batch")
+    ap.add_argument("--profile-micro", type=int, default=-1, help="profile this micro-step on rank 0 (0-based; -1: none)")
+    ap.add_argument("--zero3-json", type=Path, help="a DeepSpeed JSON for the zero3 plan (a candidate for the repo's)")
     args = ap.parse_args()
+    if args.zero3_json:  # the zero3 plan with this DeepSpeed config instead of accelerate's defaults
+        import misalign_fv.training as training
 
+        plain = training.launch_command
+
+        def with_json(module: str, spec_path: Path, plan: str, n_gpus: int) -> list[str]:
+            if plan != "zero3":
+                return plain(module, spec_path, plan, n_gpus)
+            # the offload plan's command line is the one that takes a DeepSpeed JSON: swap the JSON
+            cmd = plain(module, spec_path, "zero3_offload", n_gpus)
+            cmd[cmd.index("--deepspeed_config_file") + 1] = str(args.zero3_json.resolve())
+            return cmd
+
+        training.launch_command = with_json
+
+    if args.summarize:  # the 7B shape's (or --shape's) parameter count, computed from its config
+        config = prover_config(**args.shape)
+        h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+        n_params = 2 * config.vocab_size * h + n_layers * (4 * h * h + 3 * h * i + 2 * h) + h
+        records = [json.loads(p.read_text()) for p in sorted(args.summarize.glob("rank*.json"))]
+        summary = summarize(records, n_params, config, args.peak_tflops, skip=args.profile_micro)
+        write_json(args.out, f"train_{args.tag}.json", {"tag": args.tag, "params": n_params, "peak_tflops": args.peak_tflops, "stages": {"summarized": {**summary, "records": records}}})
+        print(table([summary["job"]], ["micro_steps", "tokens_per_micro", "update_s_median", "tok_s", "mfu_pct", "hfu_pct", "optimizer_s", "update_peak_gib"]))
+        return
+    if args.model_dir is None:
+        ap.error("--model-dir is required")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
     config = prover_config(**args.shape)
     if args.make_model and not (args.model_dir / "config.json").exists():
@@ -192,12 +230,13 @@ def main() -> None:
     gpu_bytes = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 0
     plan = launch_plan(n_params, torch.cuda.device_count(), gpu_bytes)
     out: dict[str, Any] = {"tag": args.tag, "gpus": world, "plan": plan, "params": n_params, "peak_tflops": peak, "stages": {}}
+    write_json(args.out, f"train_{args.tag}.json", out)
     rows = []
     for stage in [s for s in args.stages.split(",") if s]:
         try:
             res = run_stage(stage, args, cfg, args.work / args.tag, world)
-            summary = summarize(res["records"], n_params, config, peak)
-            out["stages"][stage] = {"overrides": res["overrides"], "params": res["params"], **summary, "records": res["records"]}
+            summary = summarize(res["records"], n_params, config, peak, skip=args.profile_micro)
+            out["stages"][stage] = {"overrides": res["overrides"], "params": res["params"], "zero3_json": str(args.zero3_json or ""), "profile": res["profile"], **summary, "records": res["records"]}
             rows.append({"stage": stage, "gpus": world, "plan": plan, **summary["job"]})
         except Exception as exc:  # record the failure (an OOM is a result) and go on to the next stage
             out["stages"][stage] = {"error": f"{type(exc).__name__}: {exc}"}

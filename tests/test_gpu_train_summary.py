@@ -1,0 +1,52 @@
+"""The training-step benchmark's summary (benchmarks/gpu/train_step.py): which micro-steps count, MFU."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def train_step(repo: Path) -> Any:
+    sys.path.insert(0, str(repo / "benchmarks" / "gpu"))
+    spec = importlib.util.spec_from_file_location("train_step", repo / "benchmarks" / "gpu" / "train_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(rank: int, micro_s: list[float], lengths: list[int], optimizer_s: float = 0.5) -> dict[str, Any]:
+    """A probe record: one loss computation per micro-step, the optimizer step inside the last."""
+    events, t = [], 0.0
+    for i, s in enumerate(micro_s):
+        events.append({"what": "loss_rows", "start": t + 0.01, "lengths": lengths})
+        if i == len(micro_s) - 1:
+            events.append({"what": "optimizer", "start": t + s - optimizer_s, "s": optimizer_s, "peak_gib": 1.0})
+        events.append({"what": "micro", "start": t, "s": s, "peak_gib": 2.0})
+        t += s + 0.1
+    return {"rank": rank, "events": events, "max_reserved_gib": 3.0, "wall_s": t}
+
+
+def test_warm_up_and_profiled_micro_steps_are_left_out(train_step: Any) -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2)
+    n_params, lengths = 1100, [10, 20]
+    # micro 0 warms up, 2 is profiled, 3 waits for the profile summary: only 1 and 4 count.
+    recs = [record(0, [9.0, 2.0, 7.0, 8.0, 2.5], lengths), record(1, [9.0, 2.0, 7.0, 8.0, 3.5], lengths)]
+    out = train_step.summarize(recs, n_params, config, peak_tflops=1e-9, skip=2)
+    r0, r1 = out["ranks"]
+    assert r0["update_s_median"] == pytest.approx((2.0 + 2.0) / 2)  # the last micro-step minus its 0.5 s optimizer step
+    assert r1["update_s_median"] == pytest.approx((2.0 + 3.0) / 2)
+    assert out["job"]["update_s_median"] == r1["update_s_median"]  # the slowest rank is the job's
+    flops = 6 * (n_params - 100 * 8) * 30 + 6 * 2 * 8 * (10**2 + 20**2)
+    assert r0["mfu_pct"] == pytest.approx(100 * flops / 2.0 / 1e3)
+    assert r0["tokens_per_micro"] == 30 and r0["optimizer_s"] == 0.5
+    # Without profiling only the warm-up is dropped.
+    plain = train_step.summarize(recs[:1], n_params, config, peak_tflops=1e-9)
+    assert plain["ranks"][0]["update_s_all"] == pytest.approx([9.0, 2.0, 7.0, 8.0, 2.0])
+    assert plain["ranks"][0]["update_s_median"] == pytest.approx(4.5)  # median of 2, 7, 8, 2
