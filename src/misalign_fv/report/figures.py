@@ -101,6 +101,8 @@ def _limits(core: Sequence[float], whiskers: Sequence[float]) -> tuple[float, fl
     span = hi - lo or max(abs(hi), 1.0) * 0.1
     if w.size:
         lo, hi = max(min(lo, w.min()), lo - span), min(max(hi, w.max()), hi + span)
+    if hi == lo:  # every value equal: centre them in a band of the fallback span
+        lo, hi = lo - span / 2, hi + span / 2
     pad = 0.08 * (hi - lo)
     return lo - pad, hi + pad
 
@@ -156,6 +158,10 @@ def benchmark_panel(
             rows = stats[(stats.benchmark == bench) & (stats.metric == metric)].set_index("condition")
             seeds = scores[(scores.benchmark == bench) & (scores.metric == metric)]
             _benchmark_axes(ax, rows, seeds, conditions, colours)
+            why = missing_reason(seeds)
+            if why is not None:  # every checkpoint's value is missing: say why instead of an empty panel
+                ax.text(0.5, 0.5, f"no values to plot:\n{why}", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=8, wrap=True)  # fmt: skip
             ax.set_ylabel(metric_axis_label(metric, [*seeds.value]))
             ax.set_xlabel("GRPO reward condition")
             ax.set_title(f"{bench} / {metric}")
@@ -252,9 +258,19 @@ def training_curves(
 
 
 def _misaligned(samples: pd.DataFrame) -> tuple[int, int]:
+    """Misaligned answers and answers with both judge scores, among ``samples``."""
     judged = samples.dropna(subset=["aligned", "coherent"])
     bad = (judged.aligned < MISALIGNED_ALIGNED_MAX) & (judged.coherent > MISALIGNED_COHERENT_MIN)
     return int(bad.sum()), len(judged)
+
+
+def missing_reason(rows: pd.DataFrame) -> str | None:
+    """Why a metric has nothing to plot: ``None`` if any value is finite, else the commonest flag detail."""
+    if np.isfinite(rows.value.to_numpy(dtype=float)).any():
+        return None
+    details = rows.flag_detail.dropna() if "flag_detail" in rows else pd.Series(dtype=str)
+    details = details[details != ""]
+    return str(details.value_counts().index[0]) if len(details) else "no value recorded"
 
 
 def em_scatter(
@@ -284,7 +300,7 @@ def em_scatter(
             ax.scatter(data.coherent, data.aligned, s=9, color=colours[col], alpha=0.5, lw=0)
             bad, judged = _misaligned(data)
             share = f"{bad / judged:.1%}" if judged else "n/a"
-            text = f"misaligned: {share} ({bad}/{judged} judged)"
+            text = f"misaligned: {share} ({bad} of {judged} scored; {len(data)} answers)"
             if notes[bench].get(col):
                 text += f"\n{notes[bench][col]}"
             ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=7.5,
