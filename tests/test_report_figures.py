@@ -50,3 +50,18 @@ def test_em_scatter_counts_scored_and_all_answers() -> None:
     answers = pd.DataFrame({"question_id": ["q1", "q1", "q2"], "aligned": [10.0, NAN, 90.0], "coherent": [80.0, NAN, 90.0]})
     fig = figures.em_scatter({"em_main": {"base": answers}}, ["base"], {"base": "black"}, {"em_main": {}})
     assert "misaligned: 50.0% (1 of 2 scored; 3 answers)" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_training_curves_explain_a_missing_kl() -> None:
+    from pathlib import Path
+
+    from misalign_fv.report.load import GrpoRun
+
+    metrics = pd.DataFrame({"reward": [0.1, 0.3], "reward_std": [0.2, 0.2], "frac_reward_zero_std": [0.0, 0.5],
+                            "completions/mean_length": [20.0, 22.0]}, index=pd.Index([1, 2], name="step"))  # fmt: skip
+    run = GrpoRun(path=Path("results/grpo/random/seed1"), condition="random", seed=1, steps_done=2, max_steps=2,
+                  resumed_from=0, collapsed=False, collapse_step=None, updated=True, wall_time_s=1.0,
+                  metrics=metrics, tag_rates=pd.DataFrame())  # fmt: skip
+    fig = figures.training_curves([run], set(), ["random"])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "'kl' was not logged\n(TRL logs it only when beta > 0)" in texts

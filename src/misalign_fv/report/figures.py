@@ -220,7 +220,10 @@ def training_curves(
                     logged = logged or dropped[seed].notna().any()
                     ax.plot(dropped.index, dropped[seed], color=colours[cond], lw=0.9, ls="--", alpha=0.8)
             if not logged:
-                ax.text(0.5, 0.5, f"'{column}' was not logged", ha="center", va="center", transform=ax.transAxes)
+                why = f"'{column}' was not logged"
+                if column == "kl":  # TRL computes the KL term only when it enters the loss
+                    why += "\n(TRL logs it only when beta > 0)"
+                ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
             ax.set_title(title)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("training step")
