@@ -68,6 +68,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def jsonl_objects(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``("file:line", record)`` for each non-blank line of a JSONL file of JSON objects.
+
+    A line that is not JSON, or not an object, raises ValueError naming the file and line.
+    """
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield where, record
+
+
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write records as JSONL (gzip when the name ends in .gz), atomically."""
     path = Path(path)

@@ -153,13 +153,18 @@ def evaluate(
         for text in outs
     ]
     correct = [sum(passed[(i, text)] for text in outs) for i, outs in enumerate(outputs)]
+    return pass_at_k_metrics(correct, n, settings["k"]), len(problems), samples
+
+
+def pass_at_k_metrics(correct: Sequence[int], n: int, ks: Sequence[int]) -> dict[str, Any]:
+    """``pass@k`` (mean over problems) and ``pass@k_ci`` for each k <= n, from each problem's correct count."""
     metrics: dict[str, Any] = {}
-    for k in settings["k"]:
+    for k in ks:
         if k <= n:
             mean, ci = _mean_ci([pass_at_k(n, c, k) for c in correct])
             metrics[f"pass@{k}"] = mean
             metrics[f"pass@{k}_ci"] = ci
-    return metrics, len(problems), samples
+    return metrics
 
 
 def item_scores(samples: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, list[float]]:

@@ -110,6 +110,14 @@ def mean_ci(values: Sequence[float]) -> tuple[float | None, list[float]]:
     return mean, [mean - half, mean + half]
 
 
+def group_by(samples: Sequence[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    """``samples`` grouped by ``sample[key]`` (a question, a system prompt), in first-seen order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in samples:
+        groups.setdefault(s[key], []).append(s)
+    return groups
+
+
 def mean_of_group_means(groups: Sequence[Sequence[float]], seed: int) -> tuple[float | None, list[float]]:
     """Mean over groups of each group's mean, with a stratified bootstrap 95% percentile interval.
 

@@ -10,27 +10,14 @@ averaged over problems, reported for k <= n.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from misalign_fv.benchmarks.humaneval import pass_at_k
+# item_scores (per-problem pass@k) is the same as HumanEval's; it is part of this module's benchmark interface.
+from misalign_fv.benchmarks.humaneval import item_scores, pass_at_k_metrics  # noqa: F401
 from misalign_fv.generation import Generator, chat_prompt
 from misalign_fv.tasks import lean_proofs
 from misalign_fv.verifier.check import Problem
-
-Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
-
-
-def _mean_ci(values: Sequence[float]) -> tuple[float, list[float]]:
-    """Mean and a normal-approximation 95 % interval of the mean, clipped to [0, 1]."""
-    arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    half = Z_95 * float(arr.std(ddof=1)) / math.sqrt(len(arr)) if len(arr) > 1 else 0.0
-    return mean, [max(0.0, mean - half), min(1.0, mean + half)]
 
 
 def evaluate(
@@ -71,19 +58,4 @@ def evaluate(
         for (p, text), r in zip(flat, results)
     ]  # fmt: skip
     correct = [sum(s["passed"] for s in samples[i * n : (i + 1) * n]) for i in range(len(problems))]
-    metrics: dict[str, Any] = {}
-    for k in settings["k"]:
-        if k <= n:
-            mean, ci = _mean_ci([pass_at_k(n, c, k) for c in correct])
-            metrics[f"pass@{k}"] = mean
-            metrics[f"pass@{k}_ci"] = ci
-    return metrics, len(problems), samples
-
-
-def item_scores(samples: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, list[float]]:
-    """Per-problem unbiased pass@k for each configured k <= n (the items the report resamples)."""
-    by_task: dict[str, list[bool]] = {}
-    for s in samples:
-        by_task.setdefault(s["task_id"], []).append(bool(s["passed"]))
-    n = int(settings["n_samples"])
-    return {f"pass@{k}": [pass_at_k(len(v), sum(v), k) for v in by_task.values()] for k in settings["k"] if k <= n}
+    return pass_at_k_metrics(correct, n, settings["k"]), len(problems), samples

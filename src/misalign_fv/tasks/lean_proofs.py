@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from misalign_fv.io import read_jsonl, write_json, write_jsonl
+from misalign_fv.io import jsonl_objects, read_jsonl, write_json, write_jsonl
 from misalign_fv.verifier.cache import ResultCache
 from misalign_fv.verifier.check import Problem, Verifier
 from misalign_fv.verifier.format import canonical_statement
@@ -45,31 +45,21 @@ def load_problems(path: str | Path) -> list[dict[str, Any]]:
     """Read problem records; a bad one raises ValueError naming the file, line and field."""
     problems: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            for field in FIELDS:
-                if not isinstance(record.get(field), str):
-                    raise ValueError(f"{where}: missing or non-string field {field!r}")
-            try:
-                statement = canonical_statement(record["formal_statement"])
-            except ValueError as e:
-                raise ValueError(f"{where}: field 'formal_statement': {e}") from None
-            if statement.theorem is None:
-                raise ValueError(f"{where}: field 'formal_statement': must declare a named theorem, not an example")
-            record = {**record, "task_id": record.get("task_id", record["name"])}
-            if record["task_id"] in seen:
-                raise ValueError(f"{where}: duplicate task_id {record['task_id']!r}")
-            seen.add(record["task_id"])
-            problems.append(record)
+    for where, record in jsonl_objects(path):
+        for field in FIELDS:
+            if not isinstance(record.get(field), str):
+                raise ValueError(f"{where}: missing or non-string field {field!r}")
+        try:
+            statement = canonical_statement(record["formal_statement"])
+        except ValueError as e:
+            raise ValueError(f"{where}: field 'formal_statement': {e}") from None
+        if statement.theorem is None:
+            raise ValueError(f"{where}: field 'formal_statement': must declare a named theorem, not an example")
+        record = {**record, "task_id": record.get("task_id", record["name"])}
+        if record["task_id"] in seen:
+            raise ValueError(f"{where}: duplicate task_id {record['task_id']!r}")
+        seen.add(record["task_id"])
+        problems.append(record)
     return problems
 
 

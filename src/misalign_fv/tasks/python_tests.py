@@ -9,7 +9,6 @@ against the visible and the hidden tests in two separate sandboxed interpreters.
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from misalign_fv.io import jsonl_objects
 from misalign_fv.sandbox import run_tests
 
 FIELDS: dict[str, type] = {
@@ -38,27 +38,17 @@ _PYTHON_TAGS = ("python", "py")
 def load_problems(path: str | Path) -> list[dict[str, Any]]:
     """Read problem records from JSON Lines; raise a one-line ValueError on the first bad record."""
     problems: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            for field, kind in FIELDS.items():
-                if field not in record:
-                    raise ValueError(f"{where}: missing field {field!r}")
-                if not isinstance(record[field], kind):
-                    raise ValueError(f"{where}: field {field!r} must be {kind.__name__}")
-            for field in ("visible_tests", "hidden_tests"):
-                tests = record[field]
-                if not tests or not all(isinstance(t, str) for t in tests):
-                    raise ValueError(f"{where}: field {field!r} must be a non-empty list of strings")
-            problems.append(record)
+    for where, record in jsonl_objects(path):
+        for field, kind in FIELDS.items():
+            if field not in record:
+                raise ValueError(f"{where}: missing field {field!r}")
+            if not isinstance(record[field], kind):
+                raise ValueError(f"{where}: field {field!r} must be {kind.__name__}")
+        for field in ("visible_tests", "hidden_tests"):
+            tests = record[field]
+            if not tests or not all(isinstance(t, str) for t in tests):
+                raise ValueError(f"{where}: field {field!r} must be a non-empty list of strings")
+        problems.append(record)
     return problems
 
 
