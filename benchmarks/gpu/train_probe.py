@@ -13,6 +13,7 @@ attention, NCCL, other) and the top kernels to ``profile_rank0.json``; that micr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -81,21 +82,19 @@ def _timed(owner: type, name: str, what: str) -> None:
         profiled = what == "micro" and PROFILE["seen"] == PROFILE["micro"] and os.environ.get("RANK", "0") == "0"
         if what == "micro":
             PROFILE["seen"] += 1
+        # GPU kernels only (recording every CPU op as well slowed the micro-step about 5x); CPU ops on a CPU dry run
+        kind = torch.profiler.ProfilerActivity.CUDA if torch.cuda.is_available() else torch.profiler.ProfilerActivity.CPU
+        ctx = torch.profiler.profile(activities=[kind]) if profiled else contextlib.nullcontext()
         DEPTH[0] += 1
-        prof = None
-        if profiled:
-            # GPU kernels only: recording every CPU op as well slowed the micro-step about 5x
-            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
-            prof.__enter__()
-        start = time.perf_counter()
         try:
-            out = original(*args, **kwargs)
-            _sync()
+            with ctx as prof:
+                start = time.perf_counter()
+                out = original(*args, **kwargs)
+                _sync()
+                elapsed = time.perf_counter() - start
         finally:
             DEPTH[0] -= 1
-        elapsed = time.perf_counter() - start
-        if prof is not None:
-            prof.__exit__(None, None, None)
+        if profiled:
             Path(PROFILE["out"]).mkdir(parents=True, exist_ok=True)
             (Path(PROFILE["out"]) / "profile_rank0.json").write_text(json.dumps(_kernel_summary(prof, elapsed), indent=1))
         EVENTS.append({"what": what, "start": start, "s": elapsed, "peak_gib": _peak_gib(), "profiled": profiled})

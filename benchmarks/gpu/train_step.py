@@ -97,7 +97,8 @@ def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tf
             update.append(m["s"] - sum(inside))
             tokens.append(sum(lengths))
             flops.append(6 * flop_params * sum(lengths) + 6 * config.num_hidden_layers * config.hidden_size * sum(n * n for n in lengths))
-        keep = [i for i in range(len(update)) if i not in (skip, skip + 1) and (i > 0 or len(update) == 1)]
+        everything = range(len(update))  # too few micro-steps to leave all of those out: the unprofiled ones
+        keep = [i for i in everything if i not in (skip, skip + 1) and i > 0] or [i for i in everything if i != skip] or [*everything]
         steady = [update[i] for i in keep]
         fl = [flops[i] for i in keep]
         tk = [tokens[i] for i in keep]
