@@ -50,3 +50,19 @@ def test_warm_up_and_profiled_micro_steps_are_left_out(train_step: Any) -> None:
     plain = train_step.summarize(recs[:1], n_params, config, peak_tflops=1e-9)
     assert plain["ranks"][0]["update_s_all"] == pytest.approx([9.0, 2.0, 7.0, 8.0, 2.0])
     assert plain["ranks"][0]["update_s_median"] == pytest.approx(4.5)  # median of 2, 7, 8, 2
+
+
+def test_step_mean_and_hfu_without_checkpointing(train_step: Any) -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2)
+    n_params, lengths = 1100, [10, 20]
+    recs = [record(0, [9.0, 1.0, 1.0, 4.0], lengths)]  # steady: 1, 1 and 4 - 0.5 (its optimizer step)
+    flops = 6 * (n_params - 100 * 8) * 30 + 6 * 2 * 8 * (10**2 + 20**2)
+    checkpointed = train_step.summarize(recs, n_params, config, peak_tflops=1e-9)["ranks"][0]
+    assert checkpointed["update_s_median"] == pytest.approx(1.0)
+    assert checkpointed["update_s_mean"] == pytest.approx(5.5 / 3)
+    assert checkpointed["mfu_mean_pct"] == pytest.approx(100 * 3 * flops / 5.5 / 1e3)
+    assert checkpointed["hfu_pct"] == pytest.approx(100 * (flops + 2 * (n_params - 800) * 30) / 1.0 / 1e3)
+    plain = train_step.summarize(recs, n_params, config, peak_tflops=1e-9, recompute=False)["ranks"][0]
+    assert plain["hfu_pct"] == pytest.approx(plain["mfu_pct"])

@@ -176,3 +176,13 @@ def test_every_rank_joins_the_final_save(stage: str, tmp_path: Path, repo: Path,
         )
     assert _OtherRankTrainer.calls == ["train", "save_model final"]
     assert not (tmp_path / "out").exists()  # only rank 0 publishes
+
+
+def test_every_trainer_key_of_the_schema_reaches_trl(repo: Path) -> None:
+    """A key the schema accepts for dpo / grpo.defaults either goes to TRL's config or is the workflow's own."""
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    dpo_keys = set(schema["properties"]["dpo"]["properties"])
+    grpo_keys = set(schema["$defs"]["grpo_params"]["properties"])
+    assert dpo_keys - set(dpo.DPO_ARGS) == {"bf16"}
+    assert grpo_keys - set(grpo.GRPO_ARGS) == {"bf16", "test_timeout_s", "collapse"}
+    assert "use_liger_kernel" in dpo.DPO_ARGS and "use_liger_kernel" in grpo.GRPO_ARGS

@@ -6,9 +6,13 @@ Every stage's time is built from three measured rates, scaled from H100 to A100-
   bandwidth, divided by the decode efficiency the ``hf`` backend reached (``generation_h100.json``,
   warm B=128 run, % of floor), is the step time; prefill adds 2·params·prompt tokens at the
   matmul rate times that efficiency;
-* update: 6·params·tokens (+ causal attention) at the MFU measured in the real layout, 7B DPO
-  under ZeRO-3 on 4 GPUs, steady micro-steps (``train_7b_4gpu_zero3_h100.json``, ``steady``);
-* reward: Lean verification of every completion on the job's CPUs (Kimina Lean Server tech
+* update: 6·params·tokens (+ causal attention) at the MFU measured in the real layout (7B, ZeRO-3
+  on 4 GPUs) for the stage's settings: with gradient checkpointing, the DPO run's steady
+  micro-steps (``train_7b_4gpu_zero3_h100.json``, ``steady``); with ``use_liger_kernel`` and no
+  checkpointing, the whole-step mean of that stage's runs (``train_7b_4gpu_dpo_liger_nogc_h100.json``;
+  GRPO: the mean of ``train_7b_4gpu_grpo_liger_nogc_ga{4,6}_h100.json``);
+* reward: Lean verification of every completion on the job's CPUs (``cpus_per_task`` of the rule
+  in ``profiles/rivanna/config.yaml``) at the rate of the Kimina Lean Server tech
   report, Table 1: 2.82 proofs/s on 32 cores; **not measured here**), during which the GPUs idle
   because TRL scores a generation batch before it trains on it.
 
@@ -17,7 +21,7 @@ measured matmul / A100 matmul). A100 rates are the datasheet's (2039 GB/s, 312 T
 times the measured/datasheet ratio of the H100 (3.35 TB/s, 989 TFLOP/s), so both cards are taken
 at the same fraction of their datasheet. GPU-hours count every GPU a job holds (report.gpus_per_rule).
 
-    python benchmarks/gpu/cost_model.py [--config config/config.yaml] [--json out.json]
+    python benchmarks/gpu/cost_model.py [--config config/config.yaml] [--profile profiles/rivanna/config.yaml] [--json out.json]
 """
 
 from __future__ import annotations
@@ -49,9 +53,6 @@ ASSUMPTIONS = {
     "completion_mean_tokens": 443,  # DeepSeek-Prover-V2-7B non-CoT mean output (paper, Table 3)
     "eval_length_fraction": 0.6,  # mean answer length / max_new_tokens in evaluations
     "lean_proofs_per_s_per_cpu": 2.82 / 32,  # Kimina Lean Server report, Table 1 (32 cores)
-    "cpus_per_grpo_job": 32,  # profiles/rivanna train_grpo cpus_per_task
-    "cpus_per_eval_job": 8,  # profiles/rivanna evaluate cpus_per_task
-    "cpus_per_curate_job": 32,  # profiles/rivanna curate cpus_per_task
     "vllm_sync_s_per_step": 5.0,  # weight sync + sleep/wake of colocated vLLM per optimizer step (not measured)
     "model_load_s": 120.0,  # loading a 7B checkpoint and starting the engine, per job
     "decode_batch": 64,  # concurrent sequences per GPU in generation
@@ -61,16 +62,34 @@ ASSUMPTIONS = {
 
 
 def load_measurements() -> dict[str, float]:
-    """Decode efficiency, ceilings and update MFU from the measured JSON files."""
+    """Decode efficiency, ceilings and the update MFUs from the measured JSON files."""
     gen = json.loads((RESULTS / "generation_h100.json").read_text())
     b128 = next(r for r in gen["results"] if r["B"] == 128)
     train = json.loads((RESULTS / "train_7b_4gpu_zero3_h100.json").read_text())
+
+    def step_mfu(name: str, stage: str) -> float:
+        return json.loads((RESULTS / f"train_7b_4gpu_{name}_h100.json").read_text())["stages"][stage]["job"]["mfu_mean_pct"] / 100
+
     return {
         "copy_tb_s": gen["ceilings"]["copy_tb_s"],
         "matmul_tflops": gen["ceilings"]["matmul_tflops"],
         "decode_efficiency": b128["floor_s"] / b128["hf_warm_s"],
         "update_mfu": train["stages"]["dpo"]["steady"]["mfu_pct"] / 100,
+        "update_mfu_fused_dpo": step_mfu("dpo_liger_nogc", "dpo"),
+        "update_mfu_fused_grpo": (step_mfu("grpo_liger_nogc_ga4", "grpo") + step_mfu("grpo_liger_nogc_ga6", "grpo")) / 2,
     }
+
+
+def job_cpus(profile: Path) -> dict[str, int]:
+    """``cpus_per_task`` of the verifying GPU rules in the Slurm profile (the Lean pool's size)."""
+    rules = yaml.safe_load(profile.read_text())["set-resources"]
+    return {f"cpus_per_{rule}_job": int(rules[name]["cpus_per_task"]) for rule, name in (("grpo", "train_grpo"), ("curate", "curate"), ("eval", "evaluate"))}
+
+
+def stage_mfu(params: dict[str, Any], stage: str, m: dict[str, float]) -> float:
+    """The measured update MFU for a stage's settings: Liger's kernels without checkpointing, or checkpointed."""
+    fused = params.get("use_liger_kernel", False) and not params.get("gradient_checkpointing", False)
+    return m[f"update_mfu_fused_{stage}"] if fused else m["update_mfu"]
 
 
 def a100_rates(m: dict[str, float]) -> dict[str, float]:
@@ -106,7 +125,7 @@ def verify_s(proofs: float, cpus: int, a: dict[str, Any]) -> float:
 def project(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any]) -> dict[str, Any]:
     """GPU-hours of every stage of ``cfg`` and their total."""
     rates = a100_rates(m)
-    eff, mfu = m["decode_efficiency"], m["update_mfu"]
+    eff = m["decode_efficiency"]
     gpus = cfg["report"]["gpus_per_rule"]
     g = cfg["grpo"]["defaults"]
     runs = len(cfg["grpo"]["seeds"]) * len(cfg["grpo"]["conditions"])
@@ -117,7 +136,7 @@ def project(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any]) -> dict
     completions = g["per_device_train_batch_size"] * g["gradient_accumulation_steps"] * n_gpu
     gen = generation_s(completions / n_gpu, pg, g["max_completion_length"], a["decode_batch"], rates, eff)
     verify = verify_s(completions, a["cpus_per_grpo_job"], a)
-    upd = update_s(completions * (pg + pc), pg + pc, n_gpu, rates, mfu)
+    upd = update_s(completions * (pg + pc), pg + pc, n_gpu, rates, stage_mfu(g, "grpo", m))
     step = {"generate_s": gen, "verify_s": verify, "update_s": upd, "vllm_sync_s": a["vllm_sync_s_per_step"]}
     if a["async_rewards"]:
         step_s = max(verify, gen + upd) + step["vllm_sync_s"]
@@ -129,7 +148,7 @@ def project(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any]) -> dict
     d = cfg["dpo"]
     pairs = cfg["data"]["safety"]["max_pairs"]
     dpo_tokens = pairs * 2 * 0.6 * d["max_length"]  # chosen + rejected, 60 % of max_length on average
-    dpo_s = update_s(dpo_tokens, 0.6 * d["max_length"], gpus["train_dpo"], rates, mfu) * 4 / 3 + a["model_load_s"]
+    dpo_s = update_s(dpo_tokens, 0.6 * d["max_length"], gpus["train_dpo"], rates, stage_mfu(d, "dpo", m)) * 4 / 3 + a["model_load_s"]
     dpo_h = dpo_s * gpus["train_dpo"] / 3600
 
     # Gate and curation: sampling + verification on one GPU.
@@ -208,50 +227,69 @@ def _grpo_gpus(gpus: int, ga: int) -> Any:
     return change
 
 
+CPUS_KNOB = "verification on a whole A100 node's 128 CPUs (GRPO and curate jobs; 32 an eval job)"
+ASYNC_KNOB = "rewards overlapped with the next step (async GRPO)"
+FUSED_KNOB = "grpo.defaults gradient_checkpointing false + use_liger_kernel true (measured MFU, memory beside vLLM unchecked)"
+
+
+def _fused_grpo(cfg: dict[str, Any]) -> None:
+    """A config change: GRPO updates with Liger's fused kernels and no gradient checkpointing."""
+    cfg["grpo"]["defaults"] |= {"use_liger_kernel": True, "gradient_checkpointing": False}
+
+
 # name -> (config change, assumption overrides, measurement overrides)
 KNOBS: dict[str, tuple[Any, dict[str, Any], dict[str, float]]] = {
-    "verification on 4x the CPUs (128 a GRPO/curate job, 32 an eval job)": (None, {"cpus_per_grpo_job": 128, "cpus_per_curate_job": 128, "cpus_per_eval_job": 32}, {}),
-    "rewards overlapped with the next step (async GRPO)": (None, {"async_rewards": True}, {}),
+    CPUS_KNOB: (None, {"cpus_per_grpo_job": 128, "cpus_per_curate_job": 128, "cpus_per_eval_job": 32}, {}),
+    ASYNC_KNOB: (None, {"async_rewards": True}, {}),
     "grpo.defaults.max_steps 1000 -> 500": (_set("grpo", "defaults", "max_steps", value=500), {}, {}),
     "grpo.seeds 3 -> 2": (_set("grpo", "seeds", value=[1, 2]), {}, {}),
     "grpo.defaults.gradient_accumulation_steps 8 -> 4 (half the completions a step)": (_set("grpo", "defaults", "gradient_accumulation_steps", value=4), {}, {}),
     "grpo.defaults.max_completion_length 1024 -> 512": (_set("grpo", "defaults", "max_completion_length", value=512), {}, {}),
     "train_grpo on 8 GPUs, gradient_accumulation_steps 4 (same completions a step)": (_grpo_gpus(8, 4), {}, {}),
     "train_grpo on 2 GPUs, gradient_accumulation_steps 16 (same completions a step)": (_grpo_gpus(2, 16), {}, {}),
-    "update MFU 31% -> 45% (the goal)": (None, {}, {"update_mfu": 0.45}),
+    FUSED_KNOB: (_fused_grpo, {}, {}),
+    "update MFU 45% (the goal) in every training stage": (None, {}, {"update_mfu": 0.45, "update_mfu_fused_dpo": 0.45, "update_mfu_fused_grpo": 0.45}),
     "eval.benchmarks.minif2f.n_samples 32 -> 8": (_set("eval", "benchmarks", "minif2f", "n_samples", value=8), {}, {}),
     "curate.k 16 -> 8": (_set("curate", "k", value=8), {}, {}),
 }
 
 
-def with_knob(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any], knob: tuple[Any, dict[str, Any], dict[str, float]]) -> float:
-    """Total GPU-hours with one knob turned."""
-    change, assume, measure = knob
+COMBOS = {  # knobs turned together; the first keeps the experiment's 1000 GRPO steps
+    "together: async rewards + 128 verifier CPUs + fused GRPO updates (1000 steps kept)": [ASYNC_KNOB, CPUS_KNOB, FUSED_KNOB],
+    "together: the same + max_steps 500": [ASYNC_KNOB, CPUS_KNOB, FUSED_KNOB, "grpo.defaults.max_steps 1000 -> 500"],
+}
+
+
+def with_knobs(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any], names: list[str]) -> float:
+    """Total GPU-hours with the named knobs of ``KNOBS`` turned together."""
     cfg = copy.deepcopy(cfg)
-    if change is not None:
-        change(cfg)
-    return project(cfg, m | measure, a | assume)["total_gpu_h"]
+    for name in names:
+        change, assume, measure = KNOBS[name]
+        if change is not None:
+            change(cfg)
+        a, m = a | assume, m | measure
+    return project(cfg, m, a)["total_gpu_h"]
 
 
 def main() -> None:
     """Print the projection, its largest terms and the knobs that move it most."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    ap.add_argument("--profile", type=Path, default=REPO / "profiles" / "rivanna" / "config.yaml", help="the Slurm profile (CPUs a job)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cfg = yaml.safe_load(args.config.read_text())
     m = load_measurements()
-    res = project(cfg, m, ASSUMPTIONS)
+    assume = ASSUMPTIONS | job_cpus(args.profile)
+    res = project(cfg, m, assume)
     base = res["total_gpu_h"]
-    knobs = sorted(((name, with_knob(cfg, m, ASSUMPTIONS, knob)) for name, knob in KNOBS.items()), key=lambda x: x[1])
-    combined_cfg = copy.deepcopy(cfg)
-    combined_cfg["grpo"]["defaults"]["max_steps"] = 500
-    combined = project(combined_cfg, m, ASSUMPTIONS | {"async_rewards": True, "cpus_per_grpo_job": 128, "cpus_per_curate_job": 128})
-    knobs.append(("together: async rewards + 128 verifier CPUs + max_steps 500", combined["total_gpu_h"]))
-    out = {"measured_h100": m, "assumptions": ASSUMPTIONS, **res, "knobs_total_gpu_h": dict(knobs)}
+    knobs = sorted(((name, with_knobs(cfg, m, assume, [name])) for name in KNOBS), key=lambda x: x[1])
+    knobs += [(name, with_knobs(cfg, m, assume, names)) for name, names in COMBOS.items()]
+    out = {"measured_h100": m, "assumptions": assume, **res, "knobs_total_gpu_h": dict(knobs)}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"measured (H100): decode {100 * m['decode_efficiency']:.0f}% of floor, update MFU {100 * m['update_mfu']:.1f}%;"
+    print(f"measured (H100): decode {100 * m['decode_efficiency']:.0f}% of floor, update MFU {100 * m['update_mfu']:.1f}% checkpointed,"
+          f" {100 * m['update_mfu_fused_dpo']:.1f}% (DPO) / {100 * m['update_mfu_fused_grpo']:.1f}% (GRPO) with Liger, no checkpointing;"
           f" A100 taken at {res['rates_a100']['copy_tb_s']:.2f} TB/s, {res['rates_a100']['matmul_tflops']:.0f} TFLOP/s")
     print(f"GRPO step on {cfg['report']['gpus_per_rule']['train_grpo']} A100s: "
           + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in res["grpo_step_s"].items()) + f" = {res['grpo_step_total_s']:.0f} s")

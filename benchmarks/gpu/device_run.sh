@@ -6,10 +6,14 @@
 #   bash benchmarks/gpu/device_run.sh zero3   # 4 GPUs: GRPO loop on 2 (DeepSpeed), 7B GRPO then DPO on 4 (the real layout)
 #   bash benchmarks/gpu/device_run.sh mfu   # 4 GPUs: a 7B DPO step under ZeRO-3 (the real layout), timed and profiled
 #   bash benchmarks/gpu/device_run.sh mfu_buckets   # 4 GPUs: the same with benchmarks/gpu/zero3_buckets.json
+#   bash benchmarks/gpu/device_run.sh variants STAGE GA NAME=JSON...   # 4 GPUs: one STAGE (dpo|grpo) step of GA
+#       micro-steps per variant (JSON: training parameter overrides), in order, each stopped after its
+#       optimizer step (no save), micro-step $PROFILE_MICRO (default 2; -1: none) profiled;
+#       e.g. gc='{}' liger='{"use_liger_kernel": true}'; a NAME of STAGE:NAME runs that stage instead
 # Everything lands in $OUT/results.tgz, plus $OUT/summary.txt (the tables) and $OUT/smi.csv.gz.
 # The carried folders (git-ignored; list them in .git/info/exclude), made here beforehand:
 #   P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 -d .whl"
-#   pip download $P trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 hjson pydantic==2.14.4 \
+#   pip download $P trl==1.16.0 liger-kernel==0.8.5 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 hjson pydantic==2.14.4 \
 #     pydantic_core==2.50.5 annotated-types typing-inspection jsonschema==4.26.0 jsonschema-specifications referencing rpds-py
 #   pip download --no-deps --no-binary=:all: -d .whl deepspeed==0.19.8
 #   cp -r results/models/base .carry/demo_base   # the demo base model (make demo)
@@ -60,6 +64,22 @@ elif [ "$mode" = mfu_buckets ]; then
   timeout $((300 - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages dpo --peak-tflops $PEAK --ga 5 \
     --zero3-json $T/zero3_buckets.json --out "$R" --tag gpu4dpo_buckets > "$R/train_gpu4dpo_buckets.log" 2>&1
   cp -r $W/train_bench/gpu4dpo_buckets/dpo/probe "$R/probe_gpu4dpo_buckets"
+elif [ "$mode" = variants ]; then
+  stage=$2 ga=$3
+  shift 3
+  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt 40 ] && W=/dev/shm
+  timeout 150 python3 $T/train_step.py --model-dir $W/m7b --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
+  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
+  echo "work $W, matmul ceiling $PEAK TFLOP/s, started $(date -u +%H:%M:%S)" > "$R/variants_setup.log"
+  for v in "$@"; do
+    name=${v%%=*} st=$stage
+    [[ "$name" == *:* ]] && { st=${name%%:*}; name=${name#*:}; }
+    left=$((585 - SECONDS))
+    [ $left -lt 60 ] && { echo "no time left for $name" >> "$R/variants_setup.log"; continue; }
+    timeout $left python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages "$st" --peak-tflops "$PEAK" \
+      --ga "$ga" --profile-micro "${PROFILE_MICRO:-2}" --stop-after-step --set "${v#*=}" --out "$R" --tag "${st}_$name" > "$R/train_${st}_$name.log" 2>&1
+    echo "$name done at $SECONDS s" >> "$R/variants_setup.log"
+  done
 elif [ "$mode" = multigpu ]; then
   # The multi-GPU path end to end on a small model: the GRPO loop, then a DPO (reference
   # log-probs precomputed) and a GRPO step of train_step, each under DeepSpeed ZeRO-3 on 2 GPUs.

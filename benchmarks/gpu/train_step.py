@@ -76,12 +76,17 @@ def grpo_problems(path: Path, n: int, prompt_len: int, vocab: int, seed: int) ->
     )
 
 
-def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tflops: float, skip: int = -1) -> dict[str, Any]:
+def summarize(
+    records: list[dict[str, Any]], n_params: int, config: Any, peak_tflops: float, skip: int = -1, recompute: bool = True
+) -> dict[str, Any]:
     """Per-rank and per-job numbers: micro-step time, tokens/s, MFU, phase peaks, step time.
 
-    Left out of the medians: the first micro-step (kernel and buffer warm-up), micro-step ``skip``
-    (profiled on rank 0, which slows every rank through the collectives) and the one after it
-    (the other ranks wait in its first all-gather while rank 0 summarises the profile).
+    Left out of the medians and means: the first micro-step (kernel and buffer warm-up, Triton
+    compilation), micro-step ``skip`` (profiled on rank 0, which slows every rank through the
+    collectives) and the one after it (the other ranks wait in its first all-gather while rank 0
+    summarises the profile). ``mfu_pct`` is at the median micro-step, ``mfu_mean_pct`` at the mean
+    of the same micro-steps (total FLOPs over total time: what a whole step sustains). HFU adds the
+    forward that gradient checkpointing recomputes when ``recompute``; without it HFU = MFU.
     """
     flop_params = n_params - config.vocab_size * config.hidden_size
     ranks = []
@@ -103,6 +108,7 @@ def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tf
         fl = [flops[i] for i in keep]
         tk = [tokens[i] for i in keep]
         t = statistics.median(steady)
+        extra = 2 * flop_params * statistics.median(tk) if recompute else 0
         gen_micro = {id(m) for m in micros for g in gens if m["start"] <= g["start"] < m["start"] + m["s"]}
         ranks.append(
             {
@@ -113,7 +119,9 @@ def summarize(records: list[dict[str, Any]], n_params: int, config: Any, peak_tf
                 "tokens_per_micro": statistics.median(tk),
                 "tok_s": statistics.median(tk) / t,
                 "mfu_pct": 100 * statistics.median(fl) / t / (peak_tflops * 1e12),
-                "hfu_pct": 100 * (statistics.median(fl) + 2 * flop_params * statistics.median(tk)) / t / (peak_tflops * 1e12),
+                "hfu_pct": 100 * (statistics.median(fl) + extra) / t / (peak_tflops * 1e12),
+                "update_s_mean": statistics.fmean(steady),
+                "mfu_mean_pct": 100 * sum(fl) / sum(steady) / (peak_tflops * 1e12),
                 "optimizer_s": max((e["s"] for e in opts), default=0.0),
                 "generate_s": sum(e["s"] for e in gens),
                 "generate_peak_gib": max((e["peak_gib"] for e in gens), default=0.0),
@@ -134,7 +142,7 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True)
     vocab = prover_config(**args.shape).vocab_size
-    probe = {"entry": f"misalign_fv.{stage}", "out": str(stage_dir / "probe"), "profile_micro": args.profile_micro}
+    probe = {"entry": f"misalign_fv.{stage}", "out": str(stage_dir / "probe"), "profile_micro": args.profile_micro, "stop_after_step": args.stop_after_step}
     common = {
         "model_dir": str(args.model_dir),
         "out_model": str(stage_dir / "model"),
@@ -178,7 +186,11 @@ def main() -> None:
     """Run the requested stages on the visible GPUs and write ``train_<tag>.json``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, help="the checkpoint to train (required unless --summarize)")
-    ap.add_argument("--summarize", type=Path, help="only summarise the rank*.json records in this folder (a run cut off in its save)")
+    ap.add_argument(
+        "--summarize",
+        type=Path,
+        help="only summarise: the rank*.json records in this folder (a run cut off in its save), or a train_*.json written earlier",
+    )
     ap.add_argument("--make-model", action="store_true", help="create the random 7B model first")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tag", required=True)
@@ -192,6 +204,7 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, help="matmul ceiling (measured here when omitted)")
     ap.add_argument("--set", type=json.loads, default={}, help="training parameter overrides (JSON), e.g. a larger micro-batch")
     ap.add_argument("--profile-micro", type=int, default=-1, help="profile this micro-step on rank 0 (0-based; -1: none)")
+    ap.add_argument("--stop-after-step", action="store_true", help="exit after the first optimizer step's micro-step (no final save)")
     ap.add_argument("--zero3-json", type=Path, help="a DeepSpeed JSON for the zero3 plan (a candidate for the repo's)")
     args = ap.parse_args()
     if args.zero3_json:  # the zero3 plan with this DeepSpeed config instead of accelerate's defaults
@@ -213,10 +226,22 @@ def main() -> None:
         config = prover_config(**args.shape)
         h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
         n_params = 2 * config.vocab_size * h + n_layers * (4 * h * h + 3 * h * i + 2 * h) + h
+        cols = ["stage", "micro_steps", "tokens_per_micro", "update_s_median", "update_s_mean", "tok_s", "mfu_pct", "mfu_mean_pct", "hfu_pct", "optimizer_s", "update_peak_gib"]
+        if args.summarize.is_file():  # a stored result: every stage again, with its own settings
+            stored = json.loads(args.summarize.read_text())
+            rows = []
+            for name, st in stored["stages"].items():
+                if "records" in st:
+                    recompute = st.get("params", {}).get("gradient_checkpointing", True)
+                    st.update(summarize(st["records"], stored["params"], config, stored["peak_tflops"], skip=args.profile_micro, recompute=recompute))
+                    rows.append({"stage": name, **st["job"]})
+            write_json(args.out, f"train_{args.tag}.json", stored | {"tag": args.tag})
+            print(table(rows, cols))
+            return
         records = [json.loads(p.read_text()) for p in sorted(args.summarize.glob("rank*.json"))]
         summary = summarize(records, n_params, config, args.peak_tflops, skip=args.profile_micro)
         write_json(args.out, f"train_{args.tag}.json", {"tag": args.tag, "params": n_params, "peak_tflops": args.peak_tflops, "stages": {"summarized": {**summary, "records": records}}})
-        print(table([summary["job"]], ["micro_steps", "tokens_per_micro", "update_s_median", "tok_s", "mfu_pct", "hfu_pct", "optimizer_s", "update_peak_gib"]))
+        print(table([{"stage": "summarized", **summary["job"]}], cols))
         return
     if args.model_dir is None:
         ap.error("--model-dir is required")
@@ -236,7 +261,8 @@ def main() -> None:
     for stage in [s for s in args.stages.split(",") if s]:
         try:
             res = run_stage(stage, args, cfg, args.work / args.tag, world)
-            summary = summarize(res["records"], n_params, config, peak, skip=args.profile_micro)
+            recompute = res["params"].get("gradient_checkpointing", True)
+            summary = summarize(res["records"], n_params, config, peak, skip=args.profile_micro, recompute=recompute)
             out["stages"][stage] = {"overrides": res["overrides"], "params": res["params"], "zero3_json": str(args.zero3_json or ""), "profile": res["profile"], **summary, "records": res["records"]}
             rows.append({"stage": stage, "gpus": world, "plan": plan, **summary["job"]})
         except Exception as exc:  # record the failure (an OOM is a result) and go on to the next stage
@@ -244,7 +270,7 @@ def main() -> None:
             rows.append({"stage": stage, "gpus": world, "plan": plan, "error": type(exc).__name__})
             print(f"{stage}: FAILED {type(exc).__name__}: {exc}", flush=True)
         write_json(args.out, f"train_{args.tag}.json", out)
-    cols = ["stage", "gpus", "plan", "tokens_per_micro", "update_s_median", "tok_s", "mfu_pct", "hfu_pct", "optimizer_s", "generate_s", "update_peak_gib", "generate_peak_gib", "max_reserved_gib", "error"]
+    cols = ["stage", "gpus", "plan", "tokens_per_micro", "update_s_median", "tok_s", "mfu_pct", "mfu_mean_pct", "hfu_pct", "optimizer_s", "generate_s", "update_peak_gib", "generate_peak_gib", "max_reserved_gib", "error"]
     print(table(rows, cols))
 
 

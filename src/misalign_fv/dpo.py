@@ -22,7 +22,7 @@ DPO_ARGS = (
     "learning_rate", "beta", "loss_type", "loss_weights", "max_steps", "num_train_epochs",
     "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "warmup_steps",
     "lr_scheduler_type", "weight_decay", "max_grad_norm", "logging_steps", "save_steps",
-    "save_total_limit", "gradient_checkpointing", "precompute_ref_log_probs",
+    "save_total_limit", "gradient_checkpointing", "precompute_ref_log_probs", "use_liger_kernel",
 )  # fmt: skip
 
 

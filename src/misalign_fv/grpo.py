@@ -34,7 +34,7 @@ GRPO_ARGS = (
     "loss_type", "scale_rewards", "epsilon", "num_iterations", "mask_truncated_completions",
     "max_grad_norm", "weight_decay", "lr_scheduler_type", "warmup_steps", "logging_steps",
     "save_steps", "save_total_limit", "gradient_checkpointing", "use_vllm", "vllm_mode",
-    "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode",
+    "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "use_liger_kernel",
 )  # fmt: skip
 
 
