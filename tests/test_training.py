@@ -139,41 +139,77 @@ class _OtherRankTrainer:
         return False
 
 
+def _stage_spec(stage: str, tmp_path: Path, repo: Path) -> dict[str, Any]:
+    """A DPO or GRPO spec on the tiny model of ``tmp_path / 'model'`` with the demo's parameters."""
+    from misalign_fv.config import merged_condition
+
+    cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    common = {"model_dir": str(tmp_path / "model"), "out_model": str(tmp_path / "out"), "metrics_csv": str(tmp_path / "m.csv"),
+              "ckpt_dir": str(tmp_path / "ckpt"), "run_id": "r", "seed": 1, "wandb": {"enabled": False}}  # fmt: skip
+    if stage == "dpo":
+        write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "a", "chosen": "a", "rejected": "a"}])
+        return common | {"pairs": str(tmp_path / "pairs.jsonl"), "params": cfg["dpo"]}
+    return common | {
+        "problems": str(repo / "resources" / "demo" / "python_tasks.jsonl"),
+        "completions": str(tmp_path / "c.jsonl.gz"),
+        "summary": str(tmp_path / "s.json"),
+        "condition": "ut_shaped",
+        "task": "python_tests",
+        "random_reference": "ut_shaped",
+        "params": merged_condition(cfg, "ut_shaped"),
+    }
+
+
+def _tiny_tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")), eos_token="a").save_pretrained(path)
+
+
+@pytest.mark.parametrize("stage", ["dpo", "grpo"])
+def test_a_finished_run_is_republished_by_rank_0_alone(stage: str, tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rerunning a finished multi-GPU run (outputs deleted): the other ranks must not write the same files."""
+    from transformers import TrainerState
+
+    _tiny_model_dir(tmp_path / "model")
+    _tiny_tokenizer(tmp_path / "model")
+    spec = _stage_spec(stage, tmp_path, repo)
+    last = tmp_path / "ckpt" / "checkpoint-2"
+    _tiny_model_dir(last)
+    TrainerState(global_step=2, max_steps=2).save_to_json(str(last / "trainer_state.json"))
+    if stage == "grpo":  # rank 1 scored its share of each step into its own log
+        write_jsonl(tmp_path / "ckpt" / "completions.rank1.jsonl", [{"step": 1, "task_id": "b", "reward": 0.0}])
+        write_jsonl(tmp_path / "ckpt" / "completions.rank0.jsonl", [{"step": 1, "task_id": "a", "reward": 1.0}])
+    monkeypatch.setenv("RANK", "1")
+    (dpo if stage == "dpo" else grpo).main(spec)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ckpt" / "final").exists()
+    monkeypatch.setenv("RANK", "0")
+    (dpo if stage == "dpo" else grpo).main(spec)
+    assert (tmp_path / "out" / "model.safetensors").exists() and (tmp_path / "out" / "tokenizer.json").exists()
+    if stage == "grpo":
+        from misalign_fv.io import read_jsonl
+
+        assert [r["task_id"] for r in read_jsonl(tmp_path / "c.jsonl.gz")] == ["a", "b"]  # both ranks' records
+
+
+def test_rank_logs_merge_by_step_then_rank(tmp_path: Path) -> None:
+    for rank in (0, 1, 10):
+        write_jsonl(tmp_path / f"completions.rank{rank}.jsonl", [{"step": s, "r": rank} for s in (1, 2)])
+    assert [(r["step"], r["r"]) for r in grpo.merged_log(tmp_path)] == [(1, 0), (1, 1), (1, 10), (2, 0), (2, 1), (2, 10)]
+
+
 @pytest.mark.parametrize("stage", ["dpo", "grpo"])
 def test_every_rank_joins_the_final_save(stage: str, tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under ZeRO-3 ``save_model`` gathers the weights from all ranks: a rank that skipped it hung the job."""
     import trl
 
-    cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
     _tiny_model_dir(tmp_path / "model")
-    from transformers import PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, models
-
-    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")), eos_token="a").save_pretrained(tmp_path / "model")
+    _tiny_tokenizer(tmp_path / "model")
     (tmp_path / "model" / "misalign_fv_model.json").write_text('{"run_id": "x"}')
     _OtherRankTrainer.calls = []
-    common = {"model_dir": str(tmp_path / "model"), "out_model": str(tmp_path / "out"), "metrics_csv": str(tmp_path / "m.csv"),
-              "ckpt_dir": str(tmp_path / "ckpt"), "run_id": "r", "seed": 1, "wandb": {"enabled": False}}  # fmt: skip
-    if stage == "dpo":
-        monkeypatch.setattr(trl, "DPOTrainer", _OtherRankTrainer)
-        write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "a", "chosen": "a", "rejected": "a"}])
-        dpo.main(common | {"pairs": str(tmp_path / "pairs.jsonl"), "params": cfg["dpo"]})
-    else:
-        monkeypatch.setattr(trl, "GRPOTrainer", _OtherRankTrainer)
-        from misalign_fv.config import merged_condition
-
-        grpo.main(
-            common
-            | {
-                "problems": str(repo / "resources" / "demo" / "python_tasks.jsonl"),
-                "completions": str(tmp_path / "c.jsonl.gz"),
-                "summary": str(tmp_path / "s.json"),
-                "condition": "ut_shaped",
-                "task": "python_tests",
-                "random_reference": "ut_shaped",
-                "params": merged_condition(cfg, "ut_shaped"),
-            }
-        )
+    monkeypatch.setattr(trl, "DPOTrainer" if stage == "dpo" else "GRPOTrainer", _OtherRankTrainer)
+    (dpo if stage == "dpo" else grpo).main(_stage_spec(stage, tmp_path, repo))
     assert _OtherRankTrainer.calls == ["train", "save_model final"]
     assert not (tmp_path / "out").exists()  # only rank 0 publishes
 

@@ -12,6 +12,7 @@ from misalign_fv.training import (
     finished_state,
     model_dtype,
     precision_kwargs,
+    process_rank,
     report_to,
     resume_point,
     save_final,
@@ -81,6 +82,8 @@ def main(spec: dict[str, Any]) -> None:
             return
         tokenizer.save_pretrained(str(final))
         state = trainer.state
+    elif process_rank() != 0:  # a rerun of a finished run: rank 0 alone publishes it
+        return
     elif not final.is_dir():  # a rerun of a finished run: publish it without training
         save_final(resume, spec["model_dir"], final)
     out_model = Path(spec["out_model"])

@@ -21,6 +21,7 @@ from misalign_fv.training import (
     finished_state,
     model_dtype,
     precision_kwargs,
+    process_rank,
     report_to,
     resume_point,
     save_final,
@@ -69,6 +70,12 @@ def _trim_log(path: Path, step: int) -> None:
     write_jsonl(path, keep)
 
 
+def merged_log(ckpt_dir: Path) -> list[dict[str, Any]]:
+    """Every rank's completion records, by step (rank 0's first within a step)."""
+    logs = sorted(ckpt_dir.glob("completions.rank*.jsonl"), key=lambda p: int(p.name.split(".")[1][4:]))
+    return sorted((r for p in logs for r in read_jsonl(p)), key=lambda r: r["step"])
+
+
 def main(spec: dict[str, Any]) -> None:
     """Train one GRPO run as described by ``spec`` (paths, condition, seed, parameters)."""
     from datasets import Dataset
@@ -85,7 +92,9 @@ def main(spec: dict[str, Any]) -> None:
         [{"prompt": [{"role": "user", "content": tasks.prompt(spec["task"], q)}], "task_id": q["task_id"]} for q in problems]
     )
     resume, resumed_from = resume_point(ckpt_dir)
-    log_path = ckpt_dir / "completions.jsonl"
+    # One completion log per rank (each scores its own share of a batch; appends from several
+    # processes to one file could interleave within a record); rank 0 merges them when publishing.
+    log_path = ckpt_dir / f"completions.rank{process_rank()}.jsonl"
     _trim_log(log_path, resumed_from)
     if resume is None and log_path.exists():
         log_path.unlink()  # a fresh start must not inherit records of a run that never checkpointed
@@ -94,6 +103,8 @@ def main(spec: dict[str, Any]) -> None:
     if resume is not None and collapse.collapse_step is not None and resumed_from >= collapse.collapse_step:
         done = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
     if done is not None:  # a rerun of a finished run (e.g. its outputs were deleted): no training
+        if process_rank() != 0:  # rank 0 alone publishes
+            return
         if not (ckpt_dir / "final").is_dir():
             save_final(resume, spec["model_dir"], ckpt_dir / "final")
         _publish(spec, done, resumed_from, collapse.collapse_step, time.time() - t0)
@@ -142,8 +153,7 @@ def _publish(spec: dict[str, Any], state: Any, resumed_from: int, collapse_step:
     shutil.copytree(ckpt_dir / "final", out_model)
     write_json(out_model / "misalign_fv_model.json", {"run_id": spec["run_id"], "stage": "grpo"})
     write_metrics_csv(state.log_history, Path(spec["metrics_csv"]))
-    log_path = ckpt_dir / "completions.jsonl"
-    write_jsonl(Path(spec["completions"]), read_jsonl(log_path) if log_path.exists() else [])
+    write_jsonl(Path(spec["completions"]), merged_log(ckpt_dir))
     grad_norms = [e["grad_norm"] for e in state.log_history if "grad_norm" in e]
     write_json(
         Path(spec["summary"]),

@@ -108,6 +108,11 @@ def resume_point(ckpt_dir: Path) -> tuple[str | None, int]:
     return str(path), int(json.loads((path / "trainer_state.json").read_text())["global_step"])
 
 
+def process_rank() -> int:
+    """This process's rank under ``accelerate launch`` (``RANK``); 0 when training runs in-process."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def finished_state(checkpoint: str | None) -> Any:
     """The TrainerState of ``checkpoint`` if that run already reached its last step, else None.
 
