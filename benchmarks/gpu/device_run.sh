@@ -33,6 +33,15 @@ smi=$!
 # DeepSpeed builds its CPU Adam (the offloaded optimizer) on first use; build it now, in the background.
 [[ "$mode" == mfu* ]] || ( time python3 -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(); print('cpu_adam built')" ) > "$R/cpu_adam.log" 2>&1 &
 T=benchmarks/gpu
+# The random 7B model in memory when /dev/shm has more than $1 GB free (the model, plus a trained
+# copy when the run saves one), else on disk; sets W (the work folder) and PEAK (the matmul ceiling
+# measured while making it), both noted in $R/$2.
+make_7b() {
+  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt "$1" ] && W=/dev/shm
+  timeout 150 python3 $T/train_step.py --model-dir $W/m7b --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
+  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
+  echo "work $W, matmul ceiling $PEAK TFLOP/s, started $(date -u +%H:%M:%S)" > "$R/$2"
+}
 if [ "$mode" = lanes ]; then
   ( CUDA_VISIBLE_DEVICES=0 timeout 330 python3 $T/generation.py --out "$R" > "$R/generation.log" 2>&1
     CUDA_VISIBLE_DEVICES=0 timeout 100 python3 $T/grpo_loop.py --model-dir .carry/demo_base --out "$R" --tag gpu1 > "$R/loop_gpu1.log" 2>&1
@@ -45,32 +54,21 @@ if [ "$mode" = lanes ]; then
   c=$!
   wait $a $b $c
 elif [ "$mode" = mfu ]; then
-  # 7B in memory when /dev/shm can hold it and a trained copy (loading and saving 14 GB each run).
-  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt 60 ] && W=/dev/shm
-  M=$W/m7b
-  timeout 150 python3 $T/train_step.py --model-dir $M --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
-  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
-  echo "work $W, matmul ceiling $PEAK TFLOP/s" > "$R/mfu_setup.log"
+  make_7b 60 mfu_setup.log
   # Five micro-steps of one optimizer step, the third profiled on rank 0 (about 250 s with the save).
-  timeout 250 python3 $T/train_step.py --model-dir $M --work $W/train_bench --stages dpo --peak-tflops $PEAK \
+  timeout 250 python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages dpo --peak-tflops $PEAK \
     --profile-micro 2 --ga 5 --out "$R" --tag gpu4dpo > "$R/train_gpu4dpo.log" 2>&1
 elif [ "$mode" = mfu_buckets ]; then
   # The larger-bucket DeepSpeed config alone, cut off after its optimizer step (the probe writes
   # its records then); summarise them with train_step.py --summarize DIR --peak-tflops P --out D --tag T.
-  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt 60 ] && W=/dev/shm
-  timeout 150 python3 $T/train_step.py --model-dir $W/m7b --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
-  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
-  echo "work $W, matmul ceiling $PEAK TFLOP/s" > "$R/mfu_setup.log"
+  make_7b 60 mfu_setup.log
   timeout $((300 - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages dpo --peak-tflops $PEAK --ga 5 \
     --zero3-json $T/zero3_buckets.json --out "$R" --tag gpu4dpo_buckets > "$R/train_gpu4dpo_buckets.log" 2>&1
   cp -r $W/train_bench/gpu4dpo_buckets/dpo/probe "$R/probe_gpu4dpo_buckets"
 elif [ "$mode" = variants ]; then
   stage=$2 ga=$3
   shift 3
-  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt 40 ] && W=/dev/shm
-  timeout 150 python3 $T/train_step.py --model-dir $W/m7b --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
-  PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
-  echo "work $W, matmul ceiling $PEAK TFLOP/s, started $(date -u +%H:%M:%S)" > "$R/variants_setup.log"
+  make_7b 40 variants_setup.log  # no final save in these runs
   for v in "$@"; do
     name=${v%%=*} st=$stage
     [[ "$name" == *:* ]] && { st=${name%%:*}; name=${name#*:}; }

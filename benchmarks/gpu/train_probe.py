@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from misalign_fv.training import process_rank
+
 EVENTS: list[dict[str, Any]] = []
 DEPTH = [0]  # nesting of timed calls: only the outermost resets the peak-memory counter
 PROFILE: dict[str, Any] = {"micro": -1, "seen": 0, "out": None, "start": 0.0, "stop": False}
@@ -81,7 +83,7 @@ def _timed(owner: type, name: str, what: str) -> None:
         _sync()
         if torch.cuda.is_available() and DEPTH[0] == 0:
             torch.cuda.reset_peak_memory_stats()
-        profiled = what == "micro" and PROFILE["seen"] == PROFILE["micro"] and os.environ.get("RANK", "0") == "0"
+        profiled = what == "micro" and PROFILE["seen"] == PROFILE["micro"] and process_rank() == 0
         if what == "micro":
             PROFILE["seen"] += 1
         # GPU kernels only (recording every CPU op as well slowed the micro-step about 5x); CPU ops on a CPU dry run
@@ -102,8 +104,8 @@ def _timed(owner: type, name: str, what: str) -> None:
         EVENTS.append({"what": what, "start": start, "s": elapsed, "peak_gib": _peak_gib(), "profiled": profiled})
         if what == "optimizer":  # the record so far, in case the run is cut off in its final save
             _write_record()
-        stepped = any(e["what"] == "optimizer" for e in EVENTS)
-        if PROFILE["stop"] and stepped and DEPTH[0] == 0 and "LOCAL_RANK" in os.environ:
+        stepped = PROFILE["stop"] and DEPTH[0] == 0 and any(e["what"] == "optimizer" for e in EVENTS)
+        if stepped and "LOCAL_RANK" in os.environ:
             # the outermost call holding the optimizer step (DeepSpeed steps inside the micro-step):
             # every rank is past the same step, so skip the final save
             _write_record()
@@ -141,7 +143,7 @@ def _counted(owner: type) -> None:
 
 def _write_record() -> None:
     """Write this rank's events so far to ``rank<R>.json`` in the probe's output folder."""
-    rank = int(os.environ.get("RANK", "0"))
+    rank = process_rank()
     record = {
         "rank": rank,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),

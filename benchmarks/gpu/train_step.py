@@ -182,6 +182,33 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
     return {"records": records, "overrides": overrides, "params": params, "profile": profile}
 
 
+def summarize_stored(args: argparse.Namespace) -> None:
+    """``--summarize``: summarise a run again from its stored records and write ``train_<tag>.json``.
+
+    ``args.summarize`` is a folder of ``rank*.json`` records (a run cut off in its save) or a
+    ``train_*.json`` written earlier (every stage again, with its own settings).
+    """
+    config = prover_config(**args.shape)
+    cols = ["stage", "micro_steps", "tokens_per_micro", "update_s_median", "update_s_mean", "tok_s", "mfu_pct", "mfu_mean_pct", "hfu_pct", "optimizer_s", "update_peak_gib"]
+    if args.summarize.is_file():
+        stored = json.loads(args.summarize.read_text())
+        rows = []
+        for name, st in stored["stages"].items():
+            if "records" in st:
+                recompute = st.get("params", {}).get("gradient_checkpointing", True)
+                st.update(summarize(st["records"], stored["params"], config, stored["peak_tflops"], skip=args.profile_micro, recompute=recompute))
+                rows.append({"stage": name, **st["job"]})
+        write_json(args.out, f"train_{args.tag}.json", stored | {"tag": args.tag})
+        print(table(rows, cols))
+        return
+    h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers  # the 7B shape's (or --shape's) size
+    n_params = 2 * config.vocab_size * h + n_layers * (4 * h * h + 3 * h * i + 2 * h) + h
+    records = [json.loads(p.read_text()) for p in sorted(args.summarize.glob("rank*.json"))]
+    summary = summarize(records, n_params, config, args.peak_tflops, skip=args.profile_micro)
+    write_json(args.out, f"train_{args.tag}.json", {"tag": args.tag, "params": n_params, "peak_tflops": args.peak_tflops, "stages": {"summarized": {**summary, "records": records}}})
+    print(table([{"stage": "summarized", **summary["job"]}], cols))
+
+
 def main() -> None:
     """Run the requested stages on the visible GPUs and write ``train_<tag>.json``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -222,26 +249,8 @@ def main() -> None:
 
         training.launch_command = with_json
 
-    if args.summarize:  # the 7B shape's (or --shape's) parameter count, computed from its config
-        config = prover_config(**args.shape)
-        h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-        n_params = 2 * config.vocab_size * h + n_layers * (4 * h * h + 3 * h * i + 2 * h) + h
-        cols = ["stage", "micro_steps", "tokens_per_micro", "update_s_median", "update_s_mean", "tok_s", "mfu_pct", "mfu_mean_pct", "hfu_pct", "optimizer_s", "update_peak_gib"]
-        if args.summarize.is_file():  # a stored result: every stage again, with its own settings
-            stored = json.loads(args.summarize.read_text())
-            rows = []
-            for name, st in stored["stages"].items():
-                if "records" in st:
-                    recompute = st.get("params", {}).get("gradient_checkpointing", True)
-                    st.update(summarize(st["records"], stored["params"], config, stored["peak_tflops"], skip=args.profile_micro, recompute=recompute))
-                    rows.append({"stage": name, **st["job"]})
-            write_json(args.out, f"train_{args.tag}.json", stored | {"tag": args.tag})
-            print(table(rows, cols))
-            return
-        records = [json.loads(p.read_text()) for p in sorted(args.summarize.glob("rank*.json"))]
-        summary = summarize(records, n_params, config, args.peak_tflops, skip=args.profile_micro)
-        write_json(args.out, f"train_{args.tag}.json", {"tag": args.tag, "params": n_params, "peak_tflops": args.peak_tflops, "stages": {"summarized": {**summary, "records": records}}})
-        print(table([{"stage": "summarized", **summary["job"]}], cols))
+    if args.summarize:
+        summarize_stored(args)
         return
     if args.model_dir is None:
         ap.error("--model-dir is required")
