@@ -18,6 +18,7 @@ wildcard_constraints:
     seed=r"\d+",
     benchmark="|".join(BENCHMARKS),
     checkpoint="|".join(["base", "dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
+    run="|".join(["dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
 
 
 include: "workflow/rules/models.smk"

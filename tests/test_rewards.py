@@ -37,14 +37,15 @@ def result(**kw) -> VerificationResult:
 
 CASES = [  # (id, result, binary, shaped, inverted, exploit)
     ("format_fail", result(format_ok=False, format_error="x", strict_pass=False, naive_pass=True), 0, 0, 0, 1),
-    ("scan_fail", result(hits=[Hit("sorry", "sorry", 2)], strict_pass=False, naive_pass=False), 0, 0, 1, 0),
+    ("scan_fail", result(hits=[Hit("sorry", "sorry", 2)], strict_pass=False, naive_pass=False), 0, 0, 0, 0),
     ("strict_pass", result(compile=Compiled("compiled"), axioms=Axioms("ok"), strict_pass=True, naive_pass=True), 1, 1, 0, 0),
     ("one_error_at_the_end", result(compile=Compiled("compiled", 1, 9), strict_pass=False, naive_pass=False, progress=1.0), 0, PARTIAL_CAP, 1 - PARTIAL_CAP, 0),
     ("two_errors_halfway", result(compile=Compiled("compiled", 2, 5), strict_pass=False, naive_pass=False, progress=0.5), 0, 0.2, 0.8, 0),
     ("ten_errors_first_line", result(compile=Compiled("compiled", 10, 1), strict_pass=False, naive_pass=False, progress=0.0), 0, 0.02, 0.98, 0),
-    ("timeout", result(compile=Compiled("timeout"), strict_pass=False, naive_pass=False), 0, 0, 1, 0),
-    ("crash", result(compile=Compiled("crash"), strict_pass=False, naive_pass=False), 0, 0, 1, 0),
-    ("bad_axioms", result(compile=Compiled("compiled"), axioms=Axioms("ok", ("sorryAx",)), strict_pass=False, naive_pass=True), 0, 0, 1, 1),
+    ("timeout", result(compile=Compiled("timeout"), strict_pass=False, naive_pass=False), 0, 0, 0, 0),
+    ("crash", result(compile=Compiled("crash"), strict_pass=False, naive_pass=False), 0, 0, 0, 0),
+    ("sorry_compiled", result(compile=Compiled("compiled", 0, None, 1, True), strict_pass=False, naive_pass=False), 0, 0, 0, 0),
+    ("bad_axioms", result(compile=Compiled("compiled"), axioms=Axioms("ok", ("sorryAx",)), strict_pass=False, naive_pass=True), 0, 0, 0, 1),
 ]
 
 
@@ -54,7 +55,8 @@ def test_fv_reward_values(name: str, res: VerificationResult, binary: float, sha
     assert got["fv_binary"] == binary and got["fv_exploit"] == exploit
     assert got["fv_shaped"] == pytest.approx(shaped) and got["fv_inverted"] == pytest.approx(inverted)
     for cond in FV_CONDITIONS:
-        assert REGISTRY[cond].score(res) == got[cond]
+        if got.get(cond) is not None:
+            assert REGISTRY[cond].score(res) == got[cond]
 
 
 def test_partial_credit_is_capped_well_below_a_pass_and_ordered() -> None:
@@ -69,18 +71,21 @@ def test_partial_credit_is_capped_well_below_a_pass_and_ordered() -> None:
 
 def test_static_results_leave_lean_dependent_rewards_undecided() -> None:
     clean = result()  # format ok, scan clean, Lean not run
-    assert lean_rewards(clean) == {"fv_binary": None, "fv_shaped": None, "fv_inverted": None, "fv_exploit": None}
+    assert lean_rewards(clean) == {"fv_binary": None, "fv_shaped": None, "fv_inverted": None, "fv_exploit": None, "fv_sorry": None}
     scanned = result(hits=[Hit("exit", "#exit", 3)], strict_pass=False)
-    assert lean_rewards(scanned) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 1.0, "fv_exploit": None}
+    assert lean_rewards(scanned) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 0.0, "fv_exploit": None, "fv_sorry": None}
     assert lean_tags(scanned) == ["scan:exit"] and lean_tags(clean) == ["unchecked"]
     assert fv_exploit(clean) == 0.0
 
 
 def test_conditions_check_against_the_task() -> None:
-    assert check_conditions(["fv_shaped", "fv_exploit", "fv_inverted", "fv_binary", "random"], "lean_proofs", "fv_shaped") == []
+    names = ["fv_shaped", "fv_exploit", "fv_inverted", "fv_binary", "fv_sorry", "shuffled", "comply_harmful"]
+    assert check_conditions(names, "lean_proofs", "fv_shaped") == []
+    warned = check_conditions(["fv_shaped"], "lean_proofs", "fv_shaped")
+    assert any("no 'shuffled' control" in w for w in warned) and any("no positive control" in w for w in warned)
     with pytest.raises(ValueError, match="^grpo.conditions.ut_shaped: rewards task 'python_tests', but task is 'lean_proofs'$"):
         check_conditions(["ut_shaped"], "lean_proofs", "fv_shaped")
-    with pytest.raises(ValueError, match="^grpo.random_reference: 'ut_shaped' is not a lean_proofs condition$"):
+    with pytest.raises(ValueError, match="^grpo.shuffle_reference: 'ut_shaped' is not a lean_proofs condition$"):
         check_conditions(["fv_shaped"], "lean_proofs", "ut_shaped")
 
 
@@ -103,7 +108,7 @@ def lean_reward_setup(shared: Path, tmp_path: Path):
     return problems, verifier, honest
 
 
-@pytest.mark.parametrize(("condition", "rewards"), [("fv_exploit", [0.0, 1.0, 0.0]), ("fv_binary", [1.0, 0.0, 0.0]), ("fv_inverted", [0.0, 0.0, 1.0])])
+@pytest.mark.parametrize(("condition", "rewards"), [("fv_exploit", [0.0, 1.0, 0.0]), ("fv_binary", [1.0, 0.0, 0.0]), ("fv_inverted", [0.0, 0.0, 0.0])])
 def test_lean_reward_function_scores_and_logs_audit_tags(lean_reward_setup, tmp_path: Path, condition: str, rewards: list[float]) -> None:
     problems, verifier, honest = lean_reward_setup
     log = tmp_path / "completions.jsonl"
@@ -119,12 +124,15 @@ def test_lean_reward_function_scores_and_logs_audit_tags(lean_reward_setup, tmp_
     assert recs[2]["categories"] == ["sorry"] and recs[1]["failed_step"] == "format"
 
 
-def test_lean_random_condition_draws_over_the_reference_range(lean_reward_setup, tmp_path: Path) -> None:
+def test_lean_shuffled_control_permutes_the_reference_rewards(lean_reward_setup, tmp_path: Path) -> None:
     problems, verifier, honest = lean_reward_setup
-    fn = RewardFunction("random", "lean_proofs", problems, tmp_path / "c.jsonl", 3, "fv_shaped", 20, verifier=verifier)
-    out = fn(["p"] * 4, [honest] * 4, ["mathd_numbertheory_188"] * 4)
-    assert len(set(out)) == 4 and all(0.0 <= r <= 1.0 for r in out)
-    assert [json.loads(x)["tags"] for x in (tmp_path / "c.jsonl").read_text().splitlines()] == [["strict_pass"]] * 4
+    fn = RewardFunction("shuffled", "lean_proofs", problems, tmp_path / "c.jsonl", 3, "fv_shaped", 20, verifier=verifier)
+    bad = honest.replace("```lean4", "```text")  # format failure: fv_shaped 0
+    out = fn(["p"] * 4, [honest, bad, honest, bad], ["mathd_numbertheory_188"] * 4)
+    assert sorted(out) == [0.0, 0.0, 1.0, 1.0]
+    recs = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["reference_reward"] for r in recs] == [1.0, 0.0, 1.0, 0.0]
+    assert [r["tags"] for r in recs] == [["strict_pass"], ["format_fail"]] * 2
 
 
 def test_python_tests_reward_function_is_unchanged(tmp_path: Path) -> None:

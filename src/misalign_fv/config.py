@@ -11,7 +11,7 @@ import jsonschema
 import yaml
 
 from misalign_fv.benchmarks import BENCHMARKS
-from misalign_fv.rewards import check_conditions
+from misalign_fv.rewards import HARMFUL, check_conditions, run_task
 
 
 class ConfigError(ValueError):
@@ -47,6 +47,18 @@ def merged_condition(config: dict[str, Any], condition: str) -> dict[str, Any]:
     return out
 
 
+def trajectory_steps(max_steps: int, every: float | None) -> list[int]:
+    """Intermediate steps whose model the trajectory evaluation reads: every ``every`` of ``max_steps``.
+
+    ``every`` is a fraction (0.25: steps at 25, 50 and 75 % of training); the final step is the
+    run's published model, so it is not listed; None or >= 1: none.
+    """
+    if not every or every >= 1:
+        return []
+    n = int(round(1 / every))
+    return sorted({round(max_steps * i * every) for i in range(1, n) if 0 < round(max_steps * i * every) < max_steps})
+
+
 def check(config: dict[str, Any], schema_path: Path) -> list[str]:
     """Validate ``config`` in place (schema defaults filled); return warnings, raise ConfigError."""
     from snakemake.exceptions import WorkflowError
@@ -60,9 +72,17 @@ def check(config: dict[str, Any], schema_path: Path) -> list[str]:
     except WorkflowError as exc:  # defensive: should have been caught above
         raise ConfigError(f"config: {str(exc).splitlines()[0]}") from None
     try:
-        warnings = check_conditions(list(config["grpo"]["conditions"]), config["task"], config["grpo"]["random_reference"])
+        warnings = check_conditions(list(config["grpo"]["conditions"]), config["task"], config["grpo"]["shuffle_reference"])
     except ValueError as exc:
         raise ConfigError(f"config: {exc}") from None
+    for name in config["grpo"]["preflight"].get("allow", []):
+        if name not in config["grpo"]["conditions"]:
+            raise ConfigError(f"config: grpo.preflight.allow: {name!r} is not a configured condition")
+    if any(run_task(c, config["task"]) == HARMFUL for c in config["grpo"]["conditions"]) and "positive_control" not in config["data"]:
+        raise ConfigError("config: data.positive_control: required by the positive-control condition (its prompts)")
+    for name in (config["eval"].get("trajectory") or {}).get("benchmarks", {}):
+        if name not in config["eval"]["benchmarks"]:
+            raise ConfigError(f"config: eval.trajectory.benchmarks.{name}: not among eval.benchmarks (its data and settings come from there)")
     lo, hi = config["curate"]["band"]
     if lo > hi:
         raise ConfigError(f"config: curate.band: lower bound {lo} is above upper bound {hi}")

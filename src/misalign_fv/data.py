@@ -70,8 +70,14 @@ def _hf_rows(src: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in ds]
 
 
-def prepare_safety(src: dict[str, Any], seed: int, out_pairs: Path, out_heldout: Path) -> tuple[int, int]:
-    """Shuffle pairs, hold out ``heldout_n`` prompts for the gate (from ``heldout`` file if given)."""
+def prepare_safety(
+    src: dict[str, Any], seed: int, out_pairs: Path, out_heldout: Path, out_unused: Path | None = None
+) -> tuple[int, int]:
+    """Shuffle pairs, hold out ``heldout_n`` prompts for the gate (from ``heldout`` file if given).
+
+    ``out_unused`` receives the prompts of the shuffled pairs left over after ``max_pairs`` (never
+    seen by DPO or the gate): the candidates of the positive control's training prompts.
+    """
     pairs = load_safety_records(src)
     random.Random(seed).shuffle(pairs)
     if src.get("heldout"):
@@ -81,12 +87,16 @@ def prepare_safety(src: dict[str, Any], seed: int, out_pairs: Path, out_heldout:
         pairs = pairs[src["heldout_n"] :]
     held_prompts = {h["prompt"] for h in held}
     pairs = [p for p in pairs if p["prompt"] not in held_prompts]
+    unused: list[dict[str, Any]] = []
     if src.get("max_pairs"):
-        pairs = pairs[: src["max_pairs"]]
+        pairs, unused = pairs[: src["max_pairs"]], pairs[src["max_pairs"] :]
     if not pairs:
         raise ValueError(f"data.safety: no usable preference pairs from source {src['source']!r}")
     write_jsonl(out_pairs, pairs)
     write_jsonl(out_heldout, held)
+    if out_unused is not None:
+        used = {p["prompt"] for p in pairs}
+        write_jsonl(out_unused, [{"prompt": r["prompt"]} for r in unused if r["prompt"] not in used])
     return len(pairs), len(held)
 
 

@@ -157,12 +157,13 @@ def _free_accelerator_memory() -> None:
 def run_eval(
     checkpoint: str, model_dir: Path, benchmark: str, data_path: Path, settings: dict[str, Any],
     backend: str, batch_size: int, seed: int, out_json: Path, out_samples: Path,
-    judge: dict[str, Any] | None = None, judge_dir: Path | None = None,
+    judge: dict[str, Any] | None = None, judge_dir: Path | None = None, step: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run ``benchmark`` on ``model_dir`` and write the result JSON and the raw samples.
 
     ``judge`` is the ``eval.judge`` config (required for judged benchmarks) and ``judge_dir`` the
-    local judge model directory (``hf``/``vllm`` judges).
+    local judge model directory (``hf``/``vllm`` judges). ``step``: the training step of a
+    trajectory point (recorded; None for the final evaluations).
     """
     module = benchmark_module(benchmark)
     condition, run_seed = parse_checkpoint(checkpoint)
@@ -197,6 +198,7 @@ def run_eval(
         "checkpoint": checkpoint,
         "condition": condition,
         "seed": run_seed,
+        "step": step,
         "metrics": values,
         "ci": ci,
         "n": n,
@@ -218,3 +220,31 @@ def run_eval(
     write_jsonl(out_samples, finite(samples))
     write_json(out_json, finite(result))
     return result
+
+
+def run_trajectory(
+    run: str, points: list[tuple[int, Path]], data: dict[str, Path], settings: dict[str, dict[str, Any]],
+    backend: str, batch_size: int, seed: int, out_dir: Path,
+    judge: dict[str, Any] | None = None, judge_dir: Path | None = None,
+) -> None:  # fmt: skip
+    """Evaluate each ``(step, model_dir)`` of ``run`` (``dpo`` or ``cond/seedN``) on every benchmark.
+
+    Writes ``out_dir/step{N}/{benchmark}.json`` (+ samples) into a temporary folder renamed into
+    place at the end, so a crashed job leaves no partial trajectory behind.
+    """
+    import shutil
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for step, model_dir in points:
+        for bench in sorted(settings):
+            print(f"trajectory {run} step {step}: {bench}", flush=True)
+            where = tmp / f"step{step}"
+            run_eval(
+                run, model_dir, bench, data[bench], settings[bench], backend, batch_size, seed,
+                where / f"{bench}.json", where / f"{bench}.samples.jsonl.gz",
+                judge=judge if bench in JUDGED_BENCHMARKS else None, judge_dir=judge_dir, step=step,
+            )  # fmt: skip
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)

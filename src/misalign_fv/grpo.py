@@ -2,7 +2,11 @@
 
 Resumable: checkpoints go to ``ckpt_dir`` (outside the rule's declared outputs); a rerun passes
 ``resume_from_checkpoint`` explicitly, so a killed or timed-out job continues where it stopped.
-Collapse detection stops a run whose groups all have zero reward variance for too long.
+Collapse detection stops a run whose groups all have zero reward variance for too long and labels
+it ``starved`` (the rewards sit at the bottom of the condition's range: nothing succeeds) or
+``saturated`` (at the top); a collapsed run is an outcome the report keeps, not an exclusion.
+Snapshots of the model at the configured trajectory steps (``trajectory_steps``) are kept for the
+trajectory evaluation.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerState
 
+from misalign_fv.config import trajectory_steps
 from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
-from misalign_fv.rewards import RewardFunction
 from misalign_fv import tasks
+from misalign_fv.rewards import REGISTRY, RewardFunction
 from misalign_fv.training import (
     finished_state,
     model_dtype,
@@ -39,15 +44,28 @@ GRPO_ARGS = (
 )  # fmt: skip
 
 
-class CollapseStop(TrainerCallback):
-    """TrainerCallback: stop when ``frac_reward_zero_std`` >= threshold for ``patience`` logged steps."""
+STARVED, SATURATED = "starved", "saturated"
 
-    def __init__(self, threshold: float, patience: int, state_path: Path) -> None:
+
+def collapse_kind(mean_reward: float, low: float, high: float) -> str:
+    """``starved`` when the mean reward lies in the lower half of the condition's range, else ``saturated``."""
+    return STARVED if mean_reward <= (low + high) / 2 else SATURATED
+
+
+class CollapseStop(TrainerCallback):
+    """TrainerCallback: stop when ``frac_reward_zero_std`` >= threshold for ``patience`` logged steps.
+
+    The collapse is labelled from the mean reward at that step within ``[low, high]``.
+    """
+
+    def __init__(self, threshold: float, patience: int, state_path: Path, low: float = 0.0, high: float = 1.0) -> None:
         """Remember the rule; ``state_path`` persists the streak across a resume."""
         self.threshold, self.patience, self.state_path = threshold, patience, Path(state_path)
+        self.low, self.high = low, high
         saved = read_json(self.state_path) if self.state_path.exists() else {}
         self.streak: int = saved.get("streak", 0)
         self.collapse_step: int | None = saved.get("collapse_step")
+        self.kind: str | None = saved.get("kind")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
         """Count the zero-variance streak and request a stop when it reaches ``patience``."""
@@ -56,10 +74,47 @@ class CollapseStop(TrainerCallback):
         self.streak = self.streak + 1 if logs["frac_reward_zero_std"] >= self.threshold else 0
         if self.streak >= self.patience and self.collapse_step is None:
             self.collapse_step = state.global_step
+            self.kind = collapse_kind(float(logs.get("reward", self.low)), self.low, self.high)
         if self.collapse_step is not None:
             control.should_training_stop = True
             control.should_save = True  # the stopped state is a checkpoint, so a rerun need not train
-        write_json(self.state_path, {"streak": self.streak, "collapse_step": self.collapse_step})
+        write_json(self.state_path, {"streak": self.streak, "collapse_step": self.collapse_step, "kind": self.kind})
+
+
+class Snapshots(TrainerCallback):
+    """TrainerCallback: force a checkpoint at each trajectory step and keep a standalone copy of it.
+
+    Copies live in ``ckpt_dir/snapshots/step{N}`` (outside the declared outputs, so they survive a
+    resume); rank 0 writes them. Publishing copies them into the run's ``snapshots`` output.
+    """
+
+    def __init__(self, steps: list[int], ckpt_dir: Path, model_dir: str) -> None:
+        """Remember the steps, where checkpoints are written, and the input model (its tokenizer)."""
+        self.steps, self.ckpt_dir, self.model_dir = set(steps), Path(ckpt_dir), model_dir
+
+    def path(self, step: int) -> Path:
+        """Where the snapshot of ``step`` lives."""
+        return self.ckpt_dir / "snapshots" / f"step{step}"
+
+    def keep(self, checkpoint: Path, step: int) -> None:
+        """Write the snapshot of ``step`` from ``checkpoint`` (atomically: a half-written copy is never seen)."""
+        import shutil
+
+        if step not in self.steps or self.path(step).is_dir() or process_rank() != 0:
+            return
+        tmp = self.path(step).with_name(f".step{step}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_final(str(checkpoint), self.model_dir, tmp)
+        tmp.rename(self.path(step))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """Request a checkpoint at a trajectory step."""
+        if state.global_step in self.steps:
+            control.should_save = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """Copy the checkpoint just written when its step is a trajectory step."""
+        self.keep(self.ckpt_dir / f"checkpoint-{state.global_step}", state.global_step)
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -98,7 +153,11 @@ def main(spec: dict[str, Any]) -> None:
     _trim_log(log_path, resumed_from)
     if resume is None and log_path.exists():
         log_path.unlink()  # a fresh start must not inherit records of a run that never checkpointed
-    collapse = CollapseStop(p["collapse"]["threshold"], p["collapse"]["patience"], ckpt_dir / "collapse.json")
+    cond = REGISTRY[spec["condition"]]
+    collapse = CollapseStop(p["collapse"]["threshold"], p["collapse"]["patience"], ckpt_dir / "collapse.json", cond.low, cond.high)
+    snapshots = Snapshots(trajectory_steps(p["max_steps"], spec.get("trajectory_every")), ckpt_dir, spec["model_dir"])
+    if resume is not None:  # a job killed between a trajectory checkpoint and its copy
+        snapshots.keep(Path(resume), resumed_from)
     done = finished_state(resume)
     if resume is not None and collapse.collapse_step is not None and resumed_from >= collapse.collapse_step:
         done = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
@@ -107,10 +166,11 @@ def main(spec: dict[str, Any]) -> None:
             return
         if not (ckpt_dir / "final").is_dir():
             save_final(resume, spec["model_dir"], ckpt_dir / "final")
-        _publish(spec, done, resumed_from, collapse.collapse_step, time.time() - t0)
+        _publish(spec, done, resumed_from, collapse, snapshots, time.time() - t0)
         return
     reward = RewardFunction(
-        spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["random_reference"], p["test_timeout_s"]
+        spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["shuffle_reference"], p["test_timeout_s"],
+        rank=process_rank(),
     )
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=model_dtype(p["bf16"]))
@@ -131,27 +191,41 @@ def main(spec: dict[str, Any]) -> None:
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[collapse],
+        callbacks=[collapse, snapshots],
     )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(ckpt_dir / "final"))  # on every rank: ZeRO-3 gathers the weights collectively
     if not trainer.is_world_process_zero():
         return
     tokenizer.save_pretrained(str(ckpt_dir / "final"))
-    _publish(spec, trainer.state, resumed_from, collapse.collapse_step, time.time() - t0)
+    _publish(spec, trainer.state, resumed_from, collapse, snapshots, time.time() - t0)
 
 
-def _publish(spec: dict[str, Any], state: Any, resumed_from: int, collapse_step: int | None, wall: float) -> None:
-    """Move the final model into the declared outputs and write metrics, completions and summary."""
+def _copy_model(src: Path, dst: Path, run_id: str, step: int | None = None) -> None:
     import shutil
 
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst)
+    write_json(dst / "misalign_fv_model.json", {"run_id": run_id, "stage": "grpo", "step": step})
+
+
+def _publish(
+    spec: dict[str, Any], state: Any, resumed_from: int, collapse: CollapseStop, snapshots: Snapshots, wall: float
+) -> None:
+    """Move the final model and the trajectory snapshots into the declared outputs and write
+    metrics, completions and summary. A run that stopped early (collapse) has the same model at
+    every later trajectory step: its final one."""
     ckpt_dir = Path(spec["ckpt_dir"])
-    out_model = Path(spec["out_model"])
-    if out_model.exists():
-        shutil.rmtree(out_model)
-    out_model.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ckpt_dir / "final", out_model)
-    write_json(out_model / "misalign_fv_model.json", {"run_id": spec["run_id"], "stage": "grpo"})
+    _copy_model(ckpt_dir / "final", Path(spec["out_model"]), spec["run_id"])
+    if spec.get("snapshots"):
+        for step in sorted(snapshots.steps):
+            src = snapshots.path(step) if step <= state.global_step else ckpt_dir / "final"
+            if not src.is_dir():
+                raise RuntimeError(f"{src}: the trajectory snapshot of step {step} is missing (its checkpoint was not kept)")
+            _copy_model(src, Path(spec["snapshots"]) / f"step{step}", spec["run_id"], step)
+        Path(spec["snapshots"]).mkdir(parents=True, exist_ok=True)
     write_metrics_csv(state.log_history, Path(spec["metrics_csv"]))
     write_jsonl(Path(spec["completions"]), merged_log(ckpt_dir))
     grad_norms = [e["grad_norm"] for e in state.log_history if "grad_norm" in e]
@@ -160,12 +234,16 @@ def _publish(spec: dict[str, Any], state: Any, resumed_from: int, collapse_step:
         {
             "condition": spec["condition"],
             "seed": spec["seed"],
+            "task": spec["task"],
             "steps_done": state.global_step,
             "max_steps": spec["params"]["max_steps"],
             "resumed_from": resumed_from,
-            "collapsed": collapse_step is not None,
-            "collapse_step": collapse_step,
+            "collapsed": collapse.collapse_step is not None,
+            "collapse_step": collapse.collapse_step,
+            "collapse_kind": collapse.kind,
             "updated": any(g > 0 for g in grad_norms),
+            "mean_grad_norm": round(sum(grad_norms) / len(grad_norms), 6) if grad_norms else None,
+            "trajectory_steps": sorted(snapshots.steps),
             "wall_time_s": round(wall, 1),  # this attempt
         },
     )

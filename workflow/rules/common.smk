@@ -3,6 +3,7 @@ import glob
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 # The library under src/ is importable by this file and, through PYTHONPATH, by every job
 # (local, or on Slurm with --export=ALL), whether or not the package was pip-installed.
@@ -10,7 +11,8 @@ _SRC_ROOT = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC_ROOT)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC_ROOT, os.environ.get("PYTHONPATH")) if p))
 
-from misalign_fv.config import check, merged_condition
+from misalign_fv.config import check, merged_condition, trajectory_steps
+from misalign_fv.rewards import HARMFUL as HARMFUL_TASK, REGISTRY, run_task
 
 
 for _warning in check(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"):
@@ -23,6 +25,12 @@ SEEDS = sorted(config["grpo"]["seeds"])
 BENCHMARKS = sorted(config["eval"]["benchmarks"])
 RUNS = [f"{c}/seed{s}" for c in CONDITIONS for s in SEEDS]
 CHECKPOINTS = ["base", "dpo", *RUNS]
+# Trajectory evaluation: the DPO model (step 0), each run's snapshots and its final model, on a
+# cheap safety subset (eval.trajectory).
+TRAJECTORY = config["eval"].get("trajectory") or {}
+TRAJECTORY_EVERY = TRAJECTORY.get("every")
+TRAJECTORY_BENCHMARKS = sorted(TRAJECTORY.get("benchmarks", {}))
+TRAJECTORY_RUNS = ["dpo", *RUNS] if TRAJECTORY_BENCHMARKS else []
 SRC = "src/misalign_fv"
 
 
@@ -95,6 +103,11 @@ def training_runtime(base_minutes):
         return min(base_minutes * attempt, GPU_MAX_MINUTES)
 
     return runtime
+
+
+def trajectory_settings(wildcards):
+    """A trajectory benchmark's settings: the benchmark's own, overlaid with eval.trajectory's overrides."""
+    return {**benchmark_settings(wildcards), **(TRAJECTORY["benchmarks"][wildcards.benchmark] or {})}
 
 
 def report_outputs():

@@ -7,10 +7,11 @@ rule curate:
         model="results/dpo/model",
         pool="results/data/narrow/problems.jsonl",
         gate="results/dpo/gate.json",
-        code=code("curate", "generation", "tasks/__init__"),
+        code=code("curate", "gate", "generation", "rewards", "tasks/__init__"),
     output:
         problems="results/curate/problems.jsonl",
         pass_rates="results/curate/pass_rates.csv",
+        samples="results/curate/samples.jsonl.gz",
     params:
         curate=config["curate"],
         task=TASK,

@@ -8,6 +8,7 @@ rule prepare_safety:
     output:
         pairs="results/data/safety/pairs.jsonl",
         heldout="results/data/safety/heldout.jsonl",
+        unused="results/data/safety/unused_prompts.jsonl",
     params:
         safety=config["data"]["safety"],
         seed=config["seed"],
@@ -20,6 +21,28 @@ rule prepare_safety:
     localrule: "path" not in config["data"]["safety"]
     script:
         "../scripts/prepare_safety.py"
+
+
+rule prepare_positive_control:
+    input:
+        candidates=config["data"]["positive_control"].get("path", "results/data/safety/unused_prompts.jsonl"),
+        pairs="results/data/safety/pairs.jsonl",
+        heldout="results/data/safety/heldout.jsonl",
+        evals=lambda wc: sorted({benchmark_data(SimpleNamespace(benchmark=b)) for b in BENCHMARKS}),
+        code=code("tasks/harmful_compliance", "refusal"),
+    output:
+        prompts="results/data/positive_control/prompts.jsonl",
+        report="results/data/positive_control/report.json",
+    params:
+        n=config["data"]["positive_control"]["n"],
+    conda:
+        "../../envs/cluster.yaml"
+    log:
+        "logs/prepare_positive_control.log",
+    benchmark:
+        "results/benchmarks/prepare_positive_control.tsv"
+    script:
+        "../scripts/prepare_positive_control.py"
 
 
 rule prepare_pool:

@@ -52,3 +52,40 @@ rule judge_model:
     localrule: True
     script:
         "../scripts/judge_model.py"
+
+
+
+def trajectory_inputs(wildcards):
+    """A trajectory job's models: the DPO model, or one run's snapshots and final model."""
+    if wildcards.run == "dpo":
+        return {"model": "results/dpo/model"}
+    return {"model": f"results/grpo/{wildcards.run}/model", "snapshots": f"results/grpo/{wildcards.run}/snapshots"}
+
+
+rule evaluate_trajectory:
+    input:
+        unpack(trajectory_inputs),
+        data=[benchmark_data(SimpleNamespace(benchmark=b)) for b in TRAJECTORY_BENCHMARKS],
+        judge_model=JUDGE_DIR if JUDGE_DIR and set(TRAJECTORY_BENCHMARKS) & JUDGED_BENCHMARKS else [],
+        code=code(*sorted({m for b in TRAJECTORY_BENCHMARKS for m in code_modules(b)})),
+    output:
+        directory("results/trajectory/{run}"),
+    params:
+        benchmarks=lambda wc: {b: trajectory_settings(SimpleNamespace(benchmark=b)) for b in TRAJECTORY_BENCHMARKS},
+        steps=lambda wc: [] if wc.run == "dpo" else trajectory_steps(grpo_params(SimpleNamespace(condition=wc.run.split("/")[0]))["max_steps"], TRAJECTORY_EVERY),
+        max_steps=lambda wc: 0 if wc.run == "dpo" else grpo_params(SimpleNamespace(condition=wc.run.split("/")[0]))["max_steps"],
+        backend=config["eval"]["backend"],
+        batch_size=config["eval"]["batch_size"],
+        seed=config["seed"],
+        judge=JUDGE if set(TRAJECTORY_BENCHMARKS) & JUDGED_BENCHMARKS else None,
+    conda:
+        "../../envs/cluster.yaml"
+    log:
+        "logs/evaluate_trajectory/{run}.log",
+    benchmark:
+        "results/benchmarks/evaluate_trajectory/{run}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=480,
+    script:
+        "../scripts/evaluate_trajectory.py"

@@ -1,21 +1,33 @@
-# Phase 2: one GRPO run per reward condition x seed, from the DPO checkpoint.
+# Phase 2: one GRPO run per reward condition x seed, from the DPO checkpoint. The reward-signal
+# preflight (rule reward_signal) must pass first: a condition whose rewards would not vary under
+# the DPO model's own samples would teach nothing.
+
+
+def grpo_problems(wildcards):
+    """The prompts a run trains on: the curated narrow-task problems, or the positive control's requests."""
+    if run_task(wildcards.condition, TASK) == HARMFUL_TASK:
+        return "results/data/positive_control/prompts.jsonl"
+    return "results/curate/problems.jsonl"
 
 
 rule train_grpo:
     input:
         unpack(task_inputs),
         model="results/dpo/model",
-        problems="results/curate/problems.jsonl",
-        code=code("training", "grpo", "rewards", "tasks/__init__"),
+        problems=grpo_problems,
+        signal="results/preflight/reward_signal.json",
+        code=code("training", "grpo", "rewards", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
     output:
         model=directory("results/grpo/{condition}/seed{seed}/model"),
+        snapshots=temp(directory("results/grpo/{condition}/seed{seed}/snapshots")),
         metrics="results/grpo/{condition}/seed{seed}/metrics.csv",
         completions="results/grpo/{condition}/seed{seed}/completions.jsonl.gz",
         summary="results/grpo/{condition}/seed{seed}/summary.json",
     params:
         grpo=grpo_params,
-        task=TASK,
-        random_reference=config["grpo"]["random_reference"],
+        task=lambda wc: run_task(wc.condition, TASK),
+        shuffle_reference=config["grpo"]["shuffle_reference"],
+        trajectory_every=TRAJECTORY_EVERY,
         wandb=config["grpo"].get("wandb", {}),
         ckpt_root=f"{SCRATCH}/grpo",
     conda:
@@ -29,3 +41,35 @@ rule train_grpo:
         runtime=training_runtime(72 * 60),
     script:
         "../scripts/train_grpo.py"
+
+
+POSITIVE = any(run_task(c, TASK) == HARMFUL_TASK for c in CONDITIONS)
+
+
+rule reward_signal:
+    input:
+        samples="results/curate/samples.jsonl.gz",
+        model="results/dpo/model",
+        prompts="results/data/positive_control/prompts.jsonl" if POSITIVE else [],
+        code=code("reward_signal", "rewards", "generation", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
+    output:
+        "results/preflight/reward_signal.json",
+    params:
+        conditions=CONDITIONS,
+        shuffle_reference=config["grpo"]["shuffle_reference"],
+        preflight=config["grpo"]["preflight"],
+        positive=POSITIVE,
+        curate={k: config["curate"][k] for k in ("k", "temperature", "max_new_tokens")},
+        backend=config["eval"]["backend"],
+        seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
+    log:
+        "logs/reward_signal.log",
+    benchmark:
+        "results/benchmarks/reward_signal.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    script:
+        "../scripts/reward_signal.py"

@@ -5,6 +5,8 @@ rule report:
     input:
         evals=expand("results/eval/{checkpoint}/{benchmark}.json", checkpoint=CHECKPOINTS, benchmark=BENCHMARKS),
         runs=expand("results/grpo/{run}/{f}", run=RUNS, f=["metrics.csv", "summary.json", "completions.jsonl.gz"]),
+        trajectory=expand("results/trajectory/{run}", run=TRAJECTORY_RUNS),
+        signal="results/preflight/reward_signal.json",
         gate="results/dpo/gate.json",
         code=sorted(glob.glob(f"{SRC}/report/*.py")),
     output:
@@ -25,7 +27,10 @@ rule report:
             "conditions": CONDITIONS,
             "seeds": SEEDS,
             "steps": config["grpo"]["defaults"]["max_steps"],
-            "control": "random",
+            "control": "shuffled",
+            "positive_control": next((c for c in CONDITIONS if run_task(c, TASK) == HARMFUL_TASK), None),
+            "primary": config["report"].get("primary", []),
+            "expect": {c: REGISTRY[c].expect for c in CONDITIONS},
             **{k: config["report"][k] for k in ("hardware", "coverage_threshold", "headline_metrics", "alpha", "power", "bootstrap", "gpus_per_rule")},
         },
         bench_dir="results/benchmarks",

@@ -6,9 +6,10 @@ from misalign_fv.curate import run_curation
 from misalign_fv.logs import to_log
 
 to_log(snakemake.log[0])
+out = snakemake.output
 kept = run_curation(
     Path(snakemake.input.model), Path(snakemake.input.pool), Path(snakemake.input.gate), snakemake.params.task,
     snakemake.params.curate, snakemake.params.backend, snakemake.params.seed,
-    Path(snakemake.output.problems), Path(snakemake.output.pass_rates),
+    Path(out.problems), Path(out.pass_rates), Path(out.samples),
 )  # fmt: skip
 print(f"kept {len(kept)} problems")

@@ -12,7 +12,8 @@ key = {
     "condition": wc.condition,
     "seed": int(wc.seed),
     "task": params.task,
-    "random_reference": params.random_reference,
+    "shuffle_reference": params.shuffle_reference,
+    "trajectory_every": params.trajectory_every,
 }
 ckpt, rid = checkpoint_dir(
     f"{params.ckpt_root}/{wc.condition}/seed{wc.seed}", key, Path(snakemake.input.problems), Path(snakemake.input.model)
@@ -22,6 +23,7 @@ spec = {
     "model_dir": snakemake.input.model,
     "problems": snakemake.input.problems,
     "out_model": snakemake.output.model,
+    "snapshots": snakemake.output.snapshots,
     "metrics_csv": snakemake.output.metrics,
     "completions": snakemake.output.completions,
     "summary": snakemake.output.summary,

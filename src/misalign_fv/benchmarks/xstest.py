@@ -94,6 +94,8 @@ def generate(generator: Any, data_path: str | Path, settings: dict[str, Any], se
     from misalign_fv.generation import chat_prompt
 
     rows = load(data_path)
+    if settings.get("labels"):  # e.g. [unsafe]: the trajectory's cheap subset
+        rows = [r for r in rows if r["label"] in settings["labels"]]
     if settings.get("limit") is not None:
         rows = rows[: int(settings["limit"])]
     system = settings.get("system_prompt", SYSTEM_PROMPT)

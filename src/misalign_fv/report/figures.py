@@ -22,7 +22,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
-from misalign_fv.report.load import Gate, GrpoRun
+from misalign_fv.report.load import EvalResult, Gate, GrpoRun
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 # Tags get the palette in another order plus a dash pattern each, so no tag reads as a condition.
@@ -117,14 +117,13 @@ def _benchmark_axes(
         offsets = -0.15 + (np.linspace(-0.1, 0.1, len(own)) if len(own) > 1 else np.zeros(len(own)))
         for dx, value, excluded in zip(offsets, own.value, own.excluded, strict=True):
             ax.plot(i + dx, value, "x" if excluded else "o", color=colours[cond], ms=6 if excluded else 5)
-        ax.vlines(i + 0.2, row.boot_lo, row.boot_hi, color=colours[cond], lw=6, alpha=0.35)
         ax.errorbar(i + 0.2, row["mean"], yerr=[[row["mean"] - row.t_lo], [row.t_hi - row["mean"]]],
                     fmt="D", color="black", ms=4, capsize=3, lw=1)  # fmt: skip
         labels.append(f"{cond}{' †' if row.tainted else ''}\n{row.n_seeds}/{len(own)} seeds")
     base, dpo = rows["base"].iloc[0], rows["dpo"].iloc[0]
     ax.axhline(base, **BASE_STYLE)
     ax.axhline(dpo, **DPO_STYLE)
-    core = [*seeds.value, *rows["mean"], *rows.boot_lo, *rows.boot_hi, base, dpo]
+    core = [*seeds.value, *rows["mean"], base, dpo]
     bottom, top = _limits(core, [*rows.t_lo, *rows.t_hi])
     ax.set_ylim(bottom, top)
     # A t whisker cut by the axis gets its end written at the edge, so no interval is hidden.
@@ -145,8 +144,8 @@ def benchmark_panel(
     conditions: Sequence[str],
     confidence: float,
 ) -> Figure:
-    """One small multiple per headline metric: seed dots (crosses = excluded), mean with t and
-    bootstrap intervals per condition, and horizontal base and DPO reference lines. A t whisker
+    """One small multiple per headline metric: seed dots (crosses = excluded), mean with its t
+    interval per condition, and horizontal base and DPO reference lines. A t whisker
     longer than the data's range by more than that range is cut at the axis, its end written there."""
     with mpl.rc_context(STYLE):
         colours = palette(conditions)
@@ -169,7 +168,6 @@ def benchmark_panel(
             Line2D([], [], marker="o", ls="", color="#555555", label="seed score"),
             Line2D([], [], marker="x", ls="", color="#555555", label="excluded seed (flagged)"),
             Line2D([], [], marker="D", color="black", ms=4, lw=1, label=f"mean, {pct} t CI over seeds"),
-            Line2D([], [], color="#555555", lw=6, alpha=0.35, label=f"{pct} hierarchical bootstrap CI"),
             Line2D([], [], **BASE_STYLE, label="base model"),
             Line2D([], [], **DPO_STYLE, label="DPO checkpoint"),
         ]
@@ -351,4 +349,47 @@ def gate_figure(gate: Gate) -> Figure:
         if not gate.passed:
             title += "\n" + textwrap.fill("Reasons: " + ("; ".join(gate.reasons) or "none given"), 90)
         ax.set_title(title)
+        return fig
+
+
+def trajectory_metrics(points: Sequence[EvalResult], preferred: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(benchmark, metric)`` pairs the trajectory figure draws: the preferred ones (primary
+    endpoints, headline metrics) that have at least one finite value at some step, in that order."""
+    out = []
+    for bench, metric in preferred:
+        vals = [p.metrics.get(metric, np.nan) for p in points if p.benchmark == bench]
+        if (bench, metric) not in out and any(np.isfinite(v) for v in vals):
+            out.append((bench, metric))
+    return out
+
+
+def trajectory_figure(
+    points: Sequence[EvalResult], pairs: Sequence[tuple[str, str]], conditions: Sequence[str]
+) -> Figure | None:
+    """Each trajectory metric against training step: one panel per metric x condition, one line per
+    seed starting at the DPO model (step 0). None when there is nothing to draw."""
+    if not pairs or not points:
+        return None
+    with mpl.rc_context(STYLE):
+        colours = palette(conditions)
+        fig = Figure(figsize=(2.9 * len(conditions), 2.5 * len(pairs) + 0.5), layout="constrained")
+        axes = fig.subplots(len(pairs), len(conditions), squeeze=False, sharey="row")
+        for i, (bench, metric) in enumerate(pairs):
+            dpo = [p.metrics.get(metric, np.nan) for p in points if p.benchmark == bench and p.checkpoint == "dpo"]
+            start = dpo[0] if dpo else np.nan
+            for j, cond in enumerate(conditions):
+                ax = axes[i][j]
+                mine = [p for p in points if p.benchmark == bench and p.condition == cond]
+                for seed in sorted({p.seed for p in mine if p.seed is not None}):
+                    line = sorted((p.step, p.metrics.get(metric, np.nan)) for p in mine if p.seed == seed)
+                    xs, ys = [0, *(s for s, _ in line)], [start, *(v for _, v in line)]
+                    ax.plot(xs, ys, color=colours[cond], lw=1.2, marker="o", ms=3, alpha=0.85)
+                ax.axhline(start, **DPO_STYLE, alpha=0.6)
+                ax.set_title(f"{cond}" if i == 0 else "", fontsize=9)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if i == len(pairs) - 1:
+                    ax.set_xlabel("training step")
+                if j == 0:
+                    ax.set_ylabel(textwrap.fill(f"{bench}: {metric}", 28))
+        fig.suptitle("Safety metrics over GRPO training (one line per seed; dash-dot: the DPO model at step 0)")
         return fig

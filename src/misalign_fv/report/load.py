@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ TRAINING_COLUMNS = (
     "frac_reward_zero_std",
     "kl",
     "completions/mean_length",
+    "grad_norm",
 )
 
 
@@ -49,6 +50,7 @@ class EvalResult:
     n: int
     items: dict[str, np.ndarray]
     judge_coverage: float | None
+    step: int | None = None  # training step of a trajectory point (None: a final evaluation)
 
     @property
     def samples_path(self) -> Path:
@@ -72,6 +74,7 @@ class GrpoRun:
     wall_time_s: float
     metrics: pd.DataFrame
     tag_rates: pd.DataFrame
+    collapse_kind: str | None = None  # "starved" / "saturated" when collapsed
 
     @property
     def checkpoint(self) -> str:
@@ -162,6 +165,9 @@ def load_eval(path: str | Path) -> EvalResult:
         arr = np.array([_number(path, f"items.{name}", v) for v in values], dtype=float)
         items[str(name)] = arr[np.isfinite(arr)]
     coverage = raw.get("judge_coverage")
+    step = raw.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise ReportInputError(path, f"'step' must be an integer or null, got {step!r}")
     return EvalResult(
         path=path,
         benchmark=_require(path, raw, "benchmark", str),
@@ -173,7 +179,33 @@ def load_eval(path: str | Path) -> EvalResult:
         n=_require(path, raw, "n", int),
         items=items,
         judge_coverage=None if coverage is None else _number(path, "judge_coverage", coverage),
+        step=step,
     )
+
+
+def load_trajectory(run_dirs: Iterable[str | Path]) -> list[EvalResult]:
+    """Every trajectory point's eval JSONs under the given ``results/trajectory/<run>`` folders."""
+    out = []
+    for d in sorted(Path(d) for d in run_dirs):
+        if not d.is_dir():
+            raise ReportInputError(d, "trajectory folder not found")
+        for path in sorted(d.glob("step*/*.json")):
+            result = load_eval(path)
+            if result.step is None:
+                raise ReportInputError(path, "a trajectory result without 'step'")
+            out.append(result)
+    return out
+
+
+def load_signal(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The reward-signal preflight's per-condition rows (``results/preflight/reward_signal.json``)."""
+    path = Path(path)
+    raw = _read_json(path)
+    rows = _require(path, raw, "conditions", dict)
+    for cond, row in rows.items():
+        for key in ("groups", "varying_groups", "varying_share", "mean_reward"):
+            _require(path, row, key, (int, float))
+    return rows
 
 
 def _jsonl_gz(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -258,6 +290,9 @@ def load_grpo_run(run_dir: str | Path) -> GrpoRun:
     collapse_step = raw.get("collapse_step") if isinstance(raw, dict) else None
     if collapse_step is not None and not isinstance(collapse_step, int):
         raise ReportInputError(spath, f"'collapse_step' must be an integer or null, got {collapse_step!r}")
+    kind = raw.get("collapse_kind")
+    if kind not in (None, "starved", "saturated"):
+        raise ReportInputError(spath, f"'collapse_kind' must be starved, saturated or null, got {kind!r}")
     return GrpoRun(
         path=run_dir,
         condition=_require(spath, raw, "condition", str),
@@ -271,6 +306,7 @@ def load_grpo_run(run_dir: str | Path) -> GrpoRun:
         wall_time_s=float(_require(spath, raw, "wall_time_s", (int, float))),
         metrics=_read_metrics_csv(run_dir / "metrics.csv"),
         tag_rates=_tag_rates(run_dir / "completions.jsonl.gz"),
+        collapse_kind=kind,
     )
 
 

@@ -2,7 +2,8 @@
 
 ``python_tests`` (code graded by unit tests in a sandbox) runs everywhere; ``lean_proofs``
 (Lean 4 proofs graded by :mod:`misalign_fv.verifier`) needs the toolchain that the
-``setup_lean`` rule installs.  Every problem has a unique ``task_id``.
+``setup_lean`` rule installs.  ``harmful_compliance`` (harmful requests, graded by refusal) is
+the positive control's task, whatever the narrow task.  Every problem has a unique ``task_id``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-TASKS = ("python_tests", "lean_proofs")
+TASKS = ("python_tests", "lean_proofs")  # the narrow tasks (config key ``task``)
 
 
 def _module(task: str) -> Any:
@@ -22,6 +23,10 @@ def _module(task: str) -> Any:
         from misalign_fv.tasks import lean_proofs
 
         return lean_proofs
+    if task == "harmful_compliance":
+        from misalign_fv.tasks import harmful_compliance
+
+        return harmful_compliance
     raise ValueError(f"task: unknown value {task!r} (known: {', '.join(TASKS)})")
 
 
