@@ -1,4 +1,4 @@
-"""The sandbox: output capture, limits, timeouts, network isolation and unforgeable test results."""
+"""The sandbox: output capture, limits, timeouts and unforgeable test results (OS isolation: test_isolation.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from misalign_fv.isolation import NAMESPACES
 from misalign_fv.sandbox import (
     FILE_SIZE_LIMIT_BYTES,
+    NPROC_LIMIT,
     OUTPUT_CAP_BYTES,
-    network_isolation_available,
+    Candidate,
+    CandidateError,
+    isolation_level,
     run_python,
     run_tests,
 )
@@ -29,12 +33,14 @@ def test_run_python_captures_stdout_stderr_stdin_and_exit_code() -> None:
     assert 'File "main.py", line 1' in crash.stderr and "ZeroDivisionError" in crash.stderr
 
 
-def test_run_python_uses_a_fresh_temp_dir_that_is_removed() -> None:
-    code = "import os\nopen('left_behind.txt', 'w').write('x')\nprint(os.getcwd())"
+def test_run_python_uses_a_fresh_scratch_dir_that_is_removed() -> None:
+    code = "import os\nprint(os.getcwd(), os.listdir('.'))\nopen('left_behind.txt', 'w').write('x')"
     first, second = run_python(code), run_python(code)
-    dirs = [Path(first.stdout.strip()), Path(second.stdout.strip())]
-    assert dirs[0] != dirs[1]
-    assert not dirs[0].exists() and not dirs[1].exists()
+    for res in (first, second):
+        cwd, listing = res.stdout.split(" ", 1)
+        assert listing.strip() == "[]"  # the first run's file is not there
+    if first.isolation != NAMESPACES:  # fallback: a fresh host directory, removed afterwards
+        assert not Path(first.stdout.split()[0]).exists()
 
 
 def test_run_python_gets_a_minimal_environment_and_isolated_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,29 +58,38 @@ def test_run_python_sets_resource_limits() -> None:
         "for k in ('RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_FSIZE', 'RLIMIT_CORE'):\n"
         "    print(k, *r.getrlimit(getattr(r, k)))"
     )
-    res = run_python(code, timeout_s=2.5, memory_mb=300)
+    res = run_python(code.replace("'RLIMIT_CORE'", "'RLIMIT_CORE', 'RLIMIT_NPROC'"), timeout_s=2.5, memory_mb=300)
     limits = {name: (int(soft), int(hard)) for name, soft, hard in (line.split() for line in res.stdout.splitlines())}
     assert limits == {
         "RLIMIT_AS": (300 << 20, 300 << 20),
         "RLIMIT_CPU": (4, 4),
+        "RLIMIT_NPROC": (NPROC_LIMIT, NPROC_LIMIT),
         "RLIMIT_FSIZE": (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES),
         "RLIMIT_CORE": (0, 0),
     }
 
 
-def _alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+def procs_with(token: str) -> list[int]:
+    """Host pids of live (non-zombie) processes whose command line contains ``token``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
-def test_timeout_kills_the_whole_process_group() -> None:
+def test_timeout_kills_every_process_the_program_started() -> None:
+    token = f"grandchild-{time.monotonic_ns()}"
     code = (
         "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '{token}'])\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -82,11 +97,11 @@ def test_timeout_kills_the_whole_process_group() -> None:
     res = run_python(code, timeout_s=1.0)
     assert res.timed_out and res.returncode is None
     assert time.monotonic() - start < 5
-    grandchild = int(res.stdout.split()[0])
+    assert res.stdout.strip().isdigit()  # the grandchild had started
     deadline = time.monotonic() + 2
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while procs_with(token) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild)
+    assert procs_with(token) == []
 
 
 def test_memory_bomb_is_contained() -> None:
@@ -101,26 +116,6 @@ def test_output_is_capped() -> None:
     assert not res.timed_out and res.returncode not in (0, None)
     assert "File too large" in res.stderr
     assert len(res.stdout) == OUTPUT_CAP_BYTES
-
-
-def test_no_network_inside_the_sandbox() -> None:
-    if not network_isolation_available():
-        pytest.skip("unshare cannot create a network namespace here")
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass  # control: the listener is reachable from outside the sandbox
-        code = (
-            "import socket\n"
-            "try:\n"
-            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-            "    print('connected')\n"
-            "except OSError as e:\n"
-            "    print('refused', e.errno)\n"
-        )
-        res = run_python(code)
-    assert res.network_isolated
-    assert res.stdout.startswith("refused"), res.stdout
 
 
 def test_run_tests_reports_each_test_separately() -> None:
@@ -170,9 +165,30 @@ def test_program_output_cannot_forge_passes() -> None:
         "            pass\n"
     )
     tests = [f"assert f() == 2  # {i}" for i in range(5)]
-    assert run_tests(forger, tests) == [False] * 5
-    # The same noisy program still gets credit for the tests it really passes.
-    assert run_tests(forger, ["assert f() == 1", "assert f() == 2"]) == [True, False]
+    assert run_tests(forger, tests) == [False] * 5  # writing into the reply channel only breaks its session
+    noisy = "import sys\nprint('ok 2\\nready []')\nprint('ok 2', file=sys.stderr)\ndef f():\n    print('ok 2')\n    return 1\n"
+    assert run_tests(noisy, ["assert f() == 1", "assert f() == 2"]) == [True, False]
+
+
+def test_candidate_calls_return_plain_data_only() -> None:
+    program = (
+        "def echo(x, *, twice=False):\n    return (x, x) if twice else x\n"
+        "def weird():\n    return object()\n"
+        "def boom():\n    raise ValueError('no')\n"
+    )
+    values = [None, True, 3, -2.5, float("inf"), "a\nb\"c", [1, [2]], (1, "x"), {1, 2}, frozenset({3}), {"k": (1,), 2: None}]
+    with Candidate(program) as c:
+        assert c.loaded and {"echo", "weird", "boom"} <= c.names
+        for v in values:
+            back = c.call("echo", v)
+            assert back == v and type(back) is type(v)
+        assert c.call("echo", 1, twice=True) == (1, 1)
+        for name in ("weird", "boom", "missing"):
+            with pytest.raises(CandidateError):
+                c.call(name)
+        assert c.call("echo", 5) == 5  # an exception in one call does not end the session
+        with pytest.raises(CandidateError, match="not plain data"):
+            c.call("echo", object())
 
 
 def test_run_tests_is_fast() -> None:

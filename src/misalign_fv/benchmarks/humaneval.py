@@ -1,10 +1,13 @@
 """HumanEval (Chen et al. 2021, arXiv:2107.03374), scored as openai/human-eval does.
 
 Prompting and extraction follow inspect_evals (instruction + problem prompt; first fenced
-block of the reply); scoring follows ``human_eval``: the program
-``code + "\\n" + test + "\\ncheck(entry_point)"`` runs in a fresh sandboxed interpreter
-(:mod:`misalign_fv.sandbox`, 3 s by default) and passes when it finishes without an
-exception; pass@k is the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` averaged over
+block of the reply); scoring follows ``human_eval`` (``check(entry_point)`` must return without
+an exception, 3 s by default) with one difference that makes a pass unforgeable: the code runs
+alone in a sandbox (:class:`misalign_fv.sandbox.Candidate`) and the test module runs here, in
+the grader, next to the problem prompt's own helpers (e.g. ``encode_cyclic``); ``candidate``
+and the entry point's name call the sandboxed function with plain-data arguments and get plain
+data back.  Early exits, patched builtins, echoed markers or always-equal objects therefore
+never pass.  pass@k is the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` averaged over
 problems, reported only for k <= n.
 """
 
@@ -14,7 +17,6 @@ import gzip
 import json
 import math
 import re
-import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from misalign_fv.generation import Generator, chat_prompt
-from misalign_fv.sandbox import run_python
+from misalign_fv.sandbox import Candidate
 
 FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
 INSTRUCTION = (
@@ -34,11 +36,6 @@ N_WORKERS = 4  # human_eval's default n_workers
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 _FIRST_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
-
-# Appended by :func:`check`: echoes the nonce given on stdin once ``check(...)`` has returned,
-# so that a program which exits early with status 0 (``sys.exit(0)``) still fails, as it
-# does in human_eval (which catches ``SystemExit`` as a failure).
-_SUCCESS_MARK = "\nprint('\\n' + __import__('sys').stdin.readline().strip(), flush=True)\n"
 
 
 def load(path: str | Path) -> list[dict[str, Any]]:
@@ -93,18 +90,27 @@ def extract_code(problem: dict[str, Any], completion: str) -> str:
     return problem["prompt"] + code
 
 
-def program(problem: dict[str, Any], code: str) -> str:
-    """The check program: the code, the problem's test module and the call of ``check``."""
-    return code + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})"
-
-
 def check(problem: dict[str, Any], completion: str, *, timeout_s: float = 3.0) -> bool:
-    """Whether ``completion`` passes the problem's tests in the sandbox within ``timeout_s``."""
-    nonce = secrets.token_hex(16)
-    source = program(problem, extract_code(problem, completion)) + _SUCCESS_MARK
-    result = run_python(source, timeout_s=timeout_s, stdin=nonce + "\n")
-    lines = result.stdout.splitlines()
-    return not result.timed_out and result.returncode == 0 and bool(lines) and lines[-1] == nonce
+    """Whether ``completion`` passes the problem's ``check(candidate)`` within ``timeout_s``.
+
+    The code is loaded in a sandbox; the prompt (trusted: signatures and helpers) and the test
+    module are executed here, the entry point replaced by the remote call, and ``check`` is
+    called with it.  Any exception, a failed call (raised, timed out, died, returned something
+    that is not plain data) or code that does not load is a failure.
+    """
+    entry = problem["entry_point"]
+    with Candidate(extract_code(problem, completion), timeout_s=timeout_s) as candidate:
+        if not candidate.loaded or entry not in candidate.names:
+            return False
+        grader: dict[str, Any] = {"__name__": "__grader__"}
+        try:
+            exec(compile(problem["prompt"], f"<{problem['task_id']} prompt>", "exec"), grader)
+            grader[entry] = candidate.function(entry)
+            exec(compile(problem["test"], f"<{problem['task_id']} test>", "exec"), grader)
+            grader["check"](grader[entry])
+        except (Exception, SystemExit):  # a failed assertion or call, a broken test: not a pass
+            return False
+        return candidate.alive
 
 
 def _mean_ci(values: Sequence[float]) -> tuple[float, list[float]]:

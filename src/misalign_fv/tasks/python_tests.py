@@ -3,8 +3,10 @@
 A problem is one JSON Lines record with ``task_id``, ``prompt``, ``entry_point``,
 ``visible_tests`` (assert statements shown to the model), ``hidden_tests`` (held out)
 and a reference ``solution``.  A completion must contain exactly one fenced
-```` ```python ```` block that defines the entry point at top level; the block is then run
-against the visible and the hidden tests in two separate sandboxed interpreters.
+```` ```python ```` block that defines the entry point at top level; the block is then loaded
+in two separate sandboxes, one for the visible and one for the hidden tests
+(:func:`misalign_fv.sandbox.run_tests`: the tests run in the grader and only call into the
+candidate, so no program can forge a pass).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import re
 import textwrap
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from misalign_fv.io import jsonl_objects
-from misalign_fv.sandbox import run_tests
+from misalign_fv.sandbox import isolation_level, run_tests
 
 FIELDS: dict[str, type] = {
     "task_id": str,
@@ -78,13 +80,14 @@ def extract_program(completion: str, entry_point: str) -> str | None:
 
 @dataclass
 class Grade:
-    """Test outcome of one completion."""
+    """Test outcome of one completion; ``isolation``: the sandbox level it ran under (not compared)."""
 
     format_ok: bool
     visible_passed: int
     visible_total: int
     hidden_passed: int
     hidden_total: int
+    isolation: str = field(default="", compare=False)
 
     @property
     def visible_frac(self) -> float:
@@ -112,13 +115,14 @@ def grade(problem: dict[str, Any], completion: str, *, timeout_s: float = 5.0) -
     visible, hidden = problem["visible_tests"], problem["hidden_tests"]
     program = extract_program(completion, problem["entry_point"])
     if program is None:
-        return Grade(False, 0, len(visible), 0, len(hidden))
+        return Grade(False, 0, len(visible), 0, len(hidden), isolation=isolation_level())
     return Grade(
         format_ok=True,
         visible_passed=sum(run_tests(program, visible, timeout_s=timeout_s)),
         visible_total=len(visible),
         hidden_passed=sum(run_tests(program, hidden, timeout_s=timeout_s)),
         hidden_total=len(hidden),
+        isolation=isolation_level(),
     )
 
 
