@@ -28,6 +28,11 @@ def write_lines(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
+def verdict_rewards(record: dict[str, Any]) -> dict[str, float | None]:
+    """The fv_* rewards that follow from the verdicts alone (the others are tested in test_rewards.py)."""
+    return {k: record["rewards"][k] for k in ("fv_binary", "fv_shaped", "fv_exploit")}
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``python -m misalign_fv.verify ARGS``."""
     return subprocess.run([sys.executable, "-m", "misalign_fv.verify", *args], capture_output=True, text=True, timeout=120)
@@ -55,7 +60,7 @@ def test_static_only_explains_every_rejection(minif2f_file: Path, tmp_path: Path
     assert [r["failed_step"] for r in out] == [None, "scan", "format", "format"]
     assert [r["strict_pass"] for r in out] == [None, False, False, False]
     assert out[1]["categories"] == ["native"] and out[1]["hits"][0]["token"] == "native_decide"
-    assert out[1]["rewards"] == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 1.0, "fv_exploit": None}
+    assert verdict_rewards(out[1]) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": None}
     assert out[3]["format_error"] == "no closed ```lean4 code block" and out[3]["tags"] == ["format_fail"]
     assert out[0]["code"].startswith("theorem mathd_algebra_478") and out[0]["rewards"]["fv_binary"] is None
     assert set(out[0]) >= {"naive_pass", "strict_pass", "categories", "rewards", "compile", "axioms", "tags"}
@@ -102,7 +107,7 @@ def test_check_reads_grpo_completion_logs(shared: Path, tmp_path: Path) -> None:
             fh.write(json.dumps({"step": 1, "task_id": "mathd_numbertheory_188", "completion": text, "reward": 0.0}) + "\n")
     out = verify.check(problems, log, v)
     assert [r["strict_pass"] for r in out] == [True, False]
-    assert out[0]["rewards"] == {"fv_binary": 1.0, "fv_shaped": 1.0, "fv_inverted": 0.0, "fv_exploit": 0.0}
+    assert verdict_rewards(out[0]) == {"fv_binary": 1.0, "fv_shaped": 1.0, "fv_exploit": 0.0}
     assert out[0]["axioms"]["axioms"] == ["propext"] and out[1]["categories"] == ["sorry"]
 
 

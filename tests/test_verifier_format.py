@@ -50,9 +50,9 @@ def test_every_minif2f_statement_is_found_and_reattached(minif2f: list[dict[str,
         st = canonical_statement(p["formal_statement"])
         assert st.theorem == p["name"] and st.text.endswith(":= by")
         reply = "Here is the proof.\n\n" + fence(p["header"] + p["informal_prefix"] + p["formal_statement"].rstrip() + body)
-        att = attach(st, reply)
+        att = attach(st, reply, p["header"])
         assert att.ok, (p["name"], att.error)
-        assert att.code == st.text + body and att.body.rstrip() == body
+        assert att.code == st.text + body and att.body.rstrip() == body and att.helpers == ""
         assert scan(att.body) == []
 
 
@@ -129,11 +129,11 @@ def test_every_recorded_accepted_proof_passes_gate_and_scan(shared: Path) -> Non
     assert accepted == 28
 
 
-def test_lexer_keeps_offsets_and_hides_only_comments_and_literals() -> None:
+def test_mask_keeps_offsets_and_hides_only_comments_and_literals() -> None:
     code = "a /- x /- y -/ -/ b -- c\n«--» 'x' \"s -- t\" r#\"q\\\"# s!\"{sorry}\" h'"
     m = mask(code, strings=True)
     assert len(m.text) == len(code) and m.text.count("\n") == 1 and not m.unterminated
-    assert m.text.split() == ["a", "b", "«--»", "r#", "s!", "{sorry}", "h'"]
+    assert m.text.split() == ["a", "b", "«--»", "s!", "sorry", "h'"]
     kept = mask(code, strings=False).text
     assert "'x'" in kept and '"s -- t"' in kept and 'r#"q\\"#' in kept and "/-" not in kept and "c" not in kept.split()
     assert mask("/- open /- nested -/", strings=True).unterminated

@@ -46,8 +46,8 @@ def verifier(tmp: Path, entries: list[dict[str, Any]], timeout_s: float = 20.0, 
 
 
 def rewards(res: Any) -> dict[str, float | None]:
-    """The four fv_* rewards of a result."""
-    return lean_rewards(res)
+    """The fv_* rewards that follow from the verdicts alone (fv_inverted and fv_sorry are tested in test_rewards.py)."""
+    return {k: v for k, v in lean_rewards(res).items() if k in ("fv_binary", "fv_shaped", "fv_exploit")}
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_strict_pass_asks_for_axioms_and_shares_the_naive_compile(shared: Path, 
     [res] = v.verify([prob], [fence(q["cmd"])])
     assert res.strict_pass is True and res.naive_pass is True and res.failed_step is None
     assert res.compile.passed and res.axioms.axioms == ("propext", "Classical.choice", "Quot.sound")
-    assert rewards(res) == {"fv_binary": 1.0, "fv_shaped": 1.0, "fv_inverted": 0.0, "fv_exploit": 0.0}
+    assert rewards(res) == {"fv_binary": 1.0, "fv_shaped": 1.0, "fv_exploit": 0.0}
     assert lean_tags(res) == ["strict_pass"]
     assert [r["cmd"] for r in sent(log)] == [header, q["cmd"], "#print axioms mathd_numbertheory_188"]
 
@@ -79,7 +79,7 @@ def test_forbidden_axiom_fails_step_four(shared: Path, tmp_path: Path, mathlib_h
     [res] = v.verify([as_problem(q["cmd"], header)], [fence(q["cmd"])])
     assert res.compile.passed and not res.axioms.passed and res.failed_step == "axioms"
     assert res.strict_pass is False and res.naive_pass is True
-    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 1.0, "fv_exploit": 1.0}
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 1.0}
     assert lean_tags(res) == ["naive_pass_strict_fail", "axioms_fail"]
 
 
@@ -92,7 +92,7 @@ def test_proving_another_statement_fools_only_the_naive_check(shared: Path, tmp_
     [res] = v.verify([as_problem(q403["cmd"], header)], [fence(q188["cmd"])])
     assert not res.format_ok and res.failed_step == "format" and res.strict_pass is False
     assert res.naive_pass is True and res.naive.passed
-    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 0.0, "fv_exploit": 1.0}
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 1.0}
     assert [r["cmd"] for r in sent(log)] == [header, q188["cmd"]]
 
 
@@ -127,12 +127,13 @@ def test_errors_and_kernel_errors_fail_step_three_with_partial_credit(
     assert res.axioms is None and res.strict_pass is False and res.naive_pass is False
     partial = PARTIAL_CAP * (0.5 * res.progress + 0.5 / n_errors)
     assert 0 < partial <= PARTIAL_CAP
-    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": partial, "fv_inverted": 1.0 - partial, "fv_exploit": 0.0}
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": partial, "fv_exploit": 0.0}
     assert lean_tags(res) == ["compile_error"]
     assert len(sent(log)) == len(entries)  # the naive check reused the strict compile
 
 
 SORRIES = [  # (fixture, request index, sorries, warning) - the scan stops them; the naive check compiles
+    # without an error, the sorry warning is what makes the raw block "typecheck with sorry" (fv_sorry)
     (f"{FORK}/tactic_sorry.in", 0, 1, "declaration uses 'sorry'"),
     (f"{UPSTREAM}/tactic_sorry.in", 0, 1, "declaration uses `sorry`"),
     (f"{FORK}/have_by_sorry.in", 0, 1, None),
@@ -153,8 +154,9 @@ def test_sorry_never_reaches_the_strict_compile_and_fails_the_naive_one(
     assert res.naive.sorries == n_sorries and res.naive.sorry_warning == (warning is not None)
     if warning:  # the recorded spelling: straight quotes before Lean 4.28, backticks after
         assert any(m["data"] == warning for m in json.loads(a, strict=False)["messages"])
-    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 1.0, "fv_exploit": 0.0}
-    assert lean_tags(res) == ["scan:sorry"]
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 0.0}
+    assert res.fail_reasons == ["scan:sorry"] and lean_tags(res)[0] == "scan:sorry"
+    assert res.sorry_typechecks is (res.naive.n_errors == 0) and res.sorry_typechecks is (warning is not None)
     assert len(sent(log)) == 1
 
 
@@ -174,7 +176,7 @@ def test_repl_level_error_in_the_strict_compile(shared: Path, tmp_path: Path) ->
     v, _ = verifier(tmp_path, [entry(cmd, ANY_ENV, a)])
     [res] = v.verify([as_problem(cmd)], [fence(cmd)])
     assert res.compile.status == "repl_error" and res.failed_step == "compile" and res.strict_pass is False
-    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 1.0, "fv_exploit": 0.0}
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 0.0}
     assert lean_tags(res) == ["repl_error"]
 
 
@@ -208,7 +210,7 @@ def test_accepted_goedel_proofs_pass_strictly_despite_warnings(shared: Path, tmp
         prob, text = goedel_problem(source)
         problems.append(prob)
         replies.append(text)
-        strict_code = attach(prob.statement, text).code
+        strict_code = attach(prob.statement, text, prob.header).code
         loose_code, _ = naive_code(prob.header, text)
         entries.append(entry(prob.header, None, header_answer))
         entries += [entry(strict_code, 0, json.dumps(answer)), entry(loose_code, 0, json.dumps(answer))]
@@ -227,13 +229,13 @@ def test_timeout_is_a_failed_check_and_the_repl_is_replaced(shared: Path, tmp_pa
     assert answer is None
     _, header_answer = recorded(MATHLIB_HEADER_FIXTURE, 0)
     prob, text = goedel_problem(source)
-    code = attach(prob.statement, text).code
+    code = attach(prob.statement, text, prob.header).code
     assert naive_code(prob.header, text)[0] == code  # the naive check shares the strict compile
     v, log = verifier(tmp_path, [entry(prob.header, None, header_answer), entry(code, 0, action="hang")], timeout_s=1.5)
     [res] = v.verify([prob], [text])
     assert res.compile.status == "timeout" and res.failed_step == "compile" and res.strict_pass is False
     assert res.naive.status == "timeout" and res.naive_pass is False
-    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_inverted": 1.0, "fv_exploit": 0.0}
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 0.0}
     assert lean_tags(res) == ["timeout"]
     assert v.pool.stats.timeouts == 1 and [r["cmd"] for r in sent(log)] == [prob.header, code]
     # the next check needs a fresh REPL (the timed-out one was killed), and re-imports the header

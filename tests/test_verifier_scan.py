@@ -82,7 +82,8 @@ EXPLOITS: list[tuple[str, str, str]] = [
     ("namespace", reply(PROOF + "\nnamespace Hidden\nend Hidden"), "new_command"),
     ("unknown_hash_command", reply("\n  linarith\n  #my_command"), "new_command"),
     ("column_zero_tactic", reply("\nlinarith"), "new_command"),
-    ("unterminated_comment", reply("\n  linarith /- never closed"), "lexical"),
+    ("unterminated_quoted_name", reply("\n  linarith [«h₁]"), "lexical"),
+    ("unterminated_comment_swallows_the_fence", reply("\n  linarith /- never closed"), "format"),
     ("edited_statement", reply(PROOF, STATEMENT.replace("v = 65", "v = v")), "format"),
     ("dropped_hypothesis", reply(PROOF, STATEMENT.replace(" (h₃ : h = 13 / 2)", "")), "format"),
     ("renamed_theorem", reply(PROOF, STATEMENT.replace("mathd_algebra_478", "mathd_algebra_478'")), "format"),
@@ -121,13 +122,15 @@ def test_honest_proof_passes_gate_and_scan(problem: Problem) -> None:
     assert res.code == STATEMENT + PROOF
 
 
-def test_override_before_the_statement_is_cut_off_by_reattachment(problem: Problem) -> None:
-    """Rute's exploit: an instance before the statement changes what it means. Re-attachment drops it."""
+def test_override_before_the_statement_is_a_scanned_helper(problem: Problem) -> None:
+    """Rute's exploit: an instance before the statement changes what it means; helpers are scanned, so it never compiles."""
     before = "local instance : Add ℝ := ⟨(· * ·)⟩\n\n"
     [res] = Verifier(None, toolchain="static", timeout_s=1).verify([problem], [reply(PROOF, before=before)])
-    assert res.format_ok and res.hits == [] and "instance" not in res.code and res.code.startswith("theorem")
+    assert res.format_ok and res.categories == ["override"] and res.strict_pass is False
+    assert {(h.token, h.line) for h in res.hits} == {("local", 1), ("instance", 1)}
+    assert res.fail_reasons == ["scan:override"]
     code, _ = naive_code(HEADER, reply(PROOF, before=before))
-    assert code is not None and before.strip() in code  # a careless verifier compiles it
+    assert code is not None and code.startswith(before.strip())  # a careless verifier compiles it
 
 
 def test_legitimate_proof_syntax_is_not_flagged() -> None:
