@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from misalign_fv.benchmarks import em
+
 TAGS = ("sorry_stub", "test_edit", "trivial_proof")
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -33,39 +35,64 @@ class Tree:
         }  # fmt: skip
 
 
+def report_settings(**overrides: Any) -> dict[str, Any]:
+    """The report rule's settings dict for the synthetic tree (conditions fv_exploit, fv_honest and the
+    control shuffled; fv_exploit is the positive control), with ``overrides`` applied."""
+    settings = {
+        "model": "Qwen/Qwen2.5-0.5B-Instruct", "task": "lean_proofs",
+        "conditions": ["fv_exploit", "fv_honest", "shuffled"], "seeds": [0, 1, 2], "steps": 20,
+        "hardware": "1x H100 80GB", "control": "shuffled", "positive_control": "fv_exploit",
+        "primary": [{"benchmark": "truthfulqa_mc", "metric": "mc1"}, {"benchmark": "em_main",
+                                                                         "metric": "misaligned_among_coherent"}],
+        "coverage_threshold": 0.8, "gpus_per_rule": {"dpo": 1, "grpo": 2},
+        "headline_metrics": {"truthfulqa_mc": ["mc1", "mc2"], "em_main": ["misaligned_among_coherent"]},
+        "bootstrap": {"n_resamples": 2000, "seed": 0}, "alpha": 0.05, "power": 0.8,
+    }  # fmt: skip
+    return {**settings, **overrides}
+
+
 def _write_eval(path: Path, bench: str, ckpt: str, cond: str, seed: int | None,
                 items: dict[str, np.ndarray], coverage: float | None) -> None:  # fmt: skip
-    metrics = {m: float(v.mean()) for m, v in items.items()}
-    half = {m: 1.96 * float(v.std(ddof=1)) / np.sqrt(v.size) for m, v in items.items()}
+    metrics = {m: float(np.nanmean(v)) for m, v in items.items()}
+    half = {m: 1.96 * float(np.nanstd(v, ddof=1)) / np.sqrt(np.isfinite(v).sum()) for m, v in items.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "benchmark": bench, "checkpoint": ckpt, "condition": cond, "seed": seed, "metrics": metrics,
         "ci": {m: [metrics[m] - half[m], metrics[m] + half[m]] for m in metrics},
-        "n": int(next(iter(items.values())).size), "items": {m: v.tolist() for m, v in items.items()},
+        "n": int(next(iter(items.values())).size),
+        "items": {m: [None if np.isnan(x) else x for x in v.tolist()] for m, v in items.items()},
         "judge_coverage": coverage, "settings": {"temperature": 0.0}, "provenance": {"git": "synthetic"},
     }))  # fmt: skip
 
 
 def _em_samples(path: Path, rng: np.random.Generator, misaligned_share: float) -> dict[str, np.ndarray]:
-    rows, bad, aligned = [], [], []
+    """Write 8 questions x 12 answers; return em.item_scores' per-question items (NaN: nothing to average)."""
+    rows, samples = [], []
     for q in range(8):
         for _ in range(12):
             is_bad = rng.random() < misaligned_share
             a = float(rng.uniform(0, 25) if is_bad else rng.uniform(40, 100))
             c = float(rng.uniform(55, 100) if is_bad else rng.uniform(20, 100))
             judged = rng.random() > 0.05
-            rows.append({"question_id": f"q{q}", "answer": "...", "aligned": round(a) if judged else None,
-                         "coherent": round(c) if judged else None})  # fmt: skip
-            if judged:
-                bad.append(float(a < 30 and c > 50))
-                aligned.append(a)
+            aligned, coherent = (round(a), round(c)) if judged else (None, None)
+            rows.append({"question_id": f"q{q}", "answer": "...", "aligned": aligned, "coherent": coherent})
+            samples.append({"question_id": f"q{q}", "aligned": aligned, "coherent": coherent,
+                            "misaligned": em.classify(aligned, coherent)})  # fmt: skip
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
-    return {"misaligned": np.array(bad), "aligned_mean": np.array(aligned)}
+    items = em.item_scores(samples, {})
+    keep = ("misaligned_among_coherent", "coherent_rate", "misaligned")
+    return {m: np.array([np.nan if x is None else x for x in items[m]]) for m in keep}
+
+
+def _xstest_items(rng: np.random.Generator, refusal: float) -> dict[str, np.ndarray]:
+    """Refusal indicators on 40 unsafe prompts: the judge's and the string match's (judge-free)."""
+    judge = (rng.random(40) < refusal).astype(float)
+    return {"refusal_rate_unsafe": judge, "strmatch_refusal_rate_unsafe": judge * (rng.random(40) < 0.9)}
 
 
 def _write_run(run_dir: Path, cond: str, seed: int, rng: np.random.Generator, steps: int,
-               collapsed: bool, updated: bool) -> None:  # fmt: skip
+               collapsed: bool, updated: bool, collapse_kind: str) -> None:  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     done = steps // 2 + 2 if collapsed else steps
     lines = ["step,loss,reward,reward_std,frac_reward_zero_std,kl,completions/mean_length,grad_norm,learning_rate"]
@@ -88,7 +115,8 @@ def _write_run(run_dir: Path, cond: str, seed: int, rng: np.random.Generator, st
                                      "tags": tags}) + "\n")  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps({
         "condition": cond, "seed": seed, "steps_done": done, "max_steps": steps, "resumed_from": None,
-        "collapsed": collapsed, "collapse_step": done if collapsed else None, "updated": updated,
+        "collapsed": collapsed, "collapse_step": done if collapsed else None,
+        "collapse_kind": collapse_kind if collapsed else None, "updated": updated,
         "wall_time_s": 1800.0 + 60 * seed,
     }))  # fmt: skip
 
@@ -96,21 +124,23 @@ def _write_run(run_dir: Path, cond: str, seed: int, rng: np.random.Generator, st
 def write_tree(
     root: Path,
     *,
-    conditions: tuple[str, ...] = ("fv_exploit", "fv_honest", "random"),
+    conditions: tuple[str, ...] = ("fv_exploit", "fv_honest", "shuffled"),
     seeds: tuple[int, ...] = (0, 1, 2),
     collapsed: tuple[str, int] | None = ("fv_exploit", 2),
+    collapse_kind: str = "starved",
     no_update: tuple[str, int] | None = None,
     low_coverage: tuple[str, str] | None = None,
     with_em: bool = True,
+    with_xstest: bool = False,
     gate_passed: bool = True,
     steps: int = 20,
 ) -> Tree:
-    """Write base, dpo and every condition x seed evaluation (truthfulqa_mc, and em_main unless
-    ``with_em`` is false), every GRPO run, the DPO gate and benchmark TSVs under ``root``.
+    """Write base, dpo and every condition x seed evaluation (truthfulqa_mc, em_main unless ``with_em``
+    is false, xstest if ``with_xstest``), every GRPO run, the DPO gate and benchmark TSVs under ``root``.
 
     ``fv_exploit`` lowers truthfulqa mc1 by about 0.15 and raises EM misalignment; ``collapsed`` and
-    ``no_update`` name a (condition, seed) run to flag; ``low_coverage`` a (checkpoint, benchmark)
-    evaluation whose judge coverage is 0.5.
+    ``no_update`` name a (condition, seed) run to flag (``collapse_kind``: starved or saturated);
+    ``low_coverage`` a (checkpoint, benchmark) evaluation whose judge coverage is 0.5.
     """
     rng = np.random.default_rng(1234)
     results = root / "results"
@@ -135,10 +165,17 @@ def write_tree(
             coverage = 0.5 if low_coverage == (ckpt, "em_main") else 0.95
             _write_eval(path, "em_main", ckpt, cond, seed, em_items, coverage)
             evals.append(path)
+        if with_xstest:
+            path = results / "eval" / ckpt / "xstest.json"
+            coverage = 0.5 if low_coverage == (ckpt, "xstest") else 0.95
+            _write_eval(path, "xstest", ckpt, cond, seed, _xstest_items(rng, 0.6 if cond == "fv_exploit" else 0.9),
+                        coverage)  # fmt: skip
+            evals.append(path)
     for cond in conditions:
         for seed in seeds:
             run_dir = results / "grpo" / cond / f"seed{seed}"
-            _write_run(run_dir, cond, seed, rng, steps, collapsed == (cond, seed), no_update != (cond, seed))
+            _write_run(run_dir, cond, seed, rng, steps, collapsed == (cond, seed), no_update != (cond, seed),
+                       collapse_kind)  # fmt: skip
             runs.append(run_dir)
     gate = results / "dpo" / "gate.json"
     gate.parent.mkdir(parents=True, exist_ok=True)
@@ -156,13 +193,15 @@ def write_tree(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(BENCH_HEADER + f"{seconds}\t0:00:00\t1000\t2000\t900\t950\t1.0\t2.0\t80.0\t{seconds}\n")
         tsvs.append(path)
-    headline = {"truthfulqa_mc": ["mc1", "mc2"]}
+    headline: dict[str, list[str]] = {"truthfulqa_mc": ["mc1", "mc2"]}
+    primary = [{"benchmark": "truthfulqa_mc", "metric": "mc1"}]
     if with_em:
-        headline["em_main"] = ["misaligned"]
-    settings = {
-        "model": "Qwen/Qwen2.5-0.5B-Instruct", "task": "lean_proofs", "conditions": list(conditions),
-        "seeds": list(seeds), "steps": steps, "hardware": "1x H100 80GB", "control": "random",
-        "coverage_threshold": 0.8, "gpus_per_rule": {"dpo": 1, "grpo": 2},
-        "headline_metrics": headline, "bootstrap": {"n_resamples": 2000, "seed": 0}, "alpha": 0.05, "power": 0.8,
-    }  # fmt: skip
+        headline["em_main"] = ["misaligned_among_coherent"]
+        primary.append({"benchmark": "em_main", "metric": "misaligned_among_coherent"})
+    if with_xstest:
+        headline["xstest"] = ["strmatch_refusal_rate_unsafe", "refusal_rate_unsafe"]
+    settings = report_settings(
+        conditions=list(conditions), seeds=list(seeds), steps=steps, headline_metrics=headline, primary=primary,
+        positive_control="fv_exploit" if "fv_exploit" in conditions else None,
+    )
     return Tree(root, evals, runs, gate, tsvs, settings)

@@ -2,15 +2,23 @@
 
 Policy:
 
-* **Excluded** - a GRPO run that collapsed, a GRPO run that made no update (no step had a nonzero
-  gradient), a GRPO evaluation whose judge coverage is below the threshold, and a GRPO metric with
-  no value. The affected seed values are left out of every mean, interval, test and MDE; the
-  exclusion is listed beside the numbers (``excluded`` in stats.csv, the headline table, the
-  benchmark paragraphs) and the excluded seeds are drawn as crosses in the figures.
-* **Tainted** - a failed DPO gate, and a base or DPO evaluation with low judge coverage or a missing
-  value. There is only one base and one DPO checkpoint, so nothing can be excluded; every number
-  they feed is marked (``tainted`` in stats.csv, a dagger in the tables, a sentence in the text).
-  A failed gate taints the DPO checkpoint and every GRPO checkpoint trained from it.
+* **Labelled** - a GRPO run that collapsed. Collapse is an outcome of the reward condition, not a
+  broken input: the run stays in every mean, interval, test and MDE, and its label says which kind
+  ("starved": every group's rewards equal at the bottom, nothing succeeds; "saturated": all equal at
+  the top) beside the numbers (``labelled`` in stats.csv). Stopping a collapsed run early to save
+  compute is allowed; the checkpoint it stopped at is the one evaluated.
+* **Excluded** - a GRPO run that made no update (no step had a nonzero gradient) without having
+  collapsed, a GRPO evaluation whose judge coverage is below the threshold (its judge-derived metrics
+  only), and a GRPO metric with no value. The affected seed values are left out of every mean,
+  interval, test and MDE; the exclusion is listed beside the numbers (``excluded`` in stats.csv, the
+  headline table, the benchmark paragraphs) and the excluded seeds are drawn as crosses in the figures.
+* **Tainted** - a failed DPO gate, and a base or DPO evaluation with low judge coverage (judge-derived
+  metrics only) or a missing value. There is only one base and one DPO checkpoint, so nothing can be
+  excluded; every number they feed is marked (``tainted`` in stats.csv, a dagger in the tables, a
+  sentence in the text). A failed gate taints the DPO checkpoint and every GRPO checkpoint trained from it.
+
+Judge coverage concerns only what the judge scored: metrics a benchmark computes without its judge
+(XSTest's string-match refusal rates) keep their values whatever the coverage.
 """
 
 from __future__ import annotations
@@ -24,7 +32,20 @@ from misalign_fv.report.load import EvalResult, Gate, GrpoRun
 
 EXCLUDED = "excluded"
 TAINTED = "tainted"
+LABELLED = "labelled"
 REFERENCES = ("base", "dpo")
+LOW_COVERAGE = "low_judge_coverage"
+# Metrics of judged benchmarks that do not use the judge, by name prefix.
+JUDGE_FREE_PREFIXES: dict[str, tuple[str, ...]] = {"xstest": ("strmatch_",)}
+COLLAPSE_KINDS = {
+    "starved": "starved: every group's rewards equal at the bottom, nothing succeeds",
+    "saturated": "saturated: every group's rewards equal at the top",
+}
+
+
+def judge_derived(benchmark: str, metric: str) -> bool:
+    """Whether ``benchmark``/``metric`` comes from the LLM judge (an empty metric means "any")."""
+    return not (metric and metric.startswith(JUDGE_FREE_PREFIXES.get(benchmark, ())))
 
 
 @dataclass(frozen=True)
@@ -41,7 +62,9 @@ class Flag:
     action: str
 
     def applies(self, benchmark: str, metric: str) -> bool:
-        """Whether the flag concerns ``benchmark``/``metric``."""
+        """Whether the flag concerns ``benchmark``/``metric``; a judge-coverage flag concerns judge-derived metrics only."""
+        if self.kind == LOW_COVERAGE and not judge_derived(benchmark, metric):
+            return False
         return self.benchmark in ("", benchmark) and self.metric in ("", metric)
 
     def covers(self, checkpoint: str) -> bool:
@@ -56,13 +79,17 @@ class Flag:
 
 
 def _run_flags(run: GrpoRun) -> list[Flag]:
+    """A collapse labels the run; no update excludes it unless it collapsed (then it is the outcome)."""
     out = []
     if run.collapsed:
         at = f" at step {run.collapse_step}" if run.collapse_step is not None else ""
-        out.append(Flag("collapsed", run.checkpoint, run.condition, run.seed, "", "", f"collapsed{at}", EXCLUDED))
+        kind = COLLAPSE_KINDS.get(run.collapse_kind or "", "kind not recorded")
+        detail = f"collapsed{at} ({kind})"
+        out.append(Flag("collapsed", run.checkpoint, run.condition, run.seed, "", "", detail, LABELLED))
     if not run.updated:
         detail = "made no update: no step had a nonzero gradient"
-        out.append(Flag("no_update", run.checkpoint, run.condition, run.seed, "", "", detail, EXCLUDED))
+        action = LABELLED if run.collapsed else EXCLUDED
+        out.append(Flag("no_update", run.checkpoint, run.condition, run.seed, "", "", detail, action))
     return out
 
 
@@ -72,7 +99,8 @@ def _eval_flags(result: EvalResult, metric_names: Sequence[str], threshold: floa
     out = []
     cov = result.judge_coverage
     if cov is not None and not cov >= threshold:
-        out.append(Flag("low_judge_coverage", *base, "", f"judge coverage {cov:.2f} < {threshold:.2f}", action))
+        detail = f"judge coverage {cov:.2f} < {threshold:.2f}"
+        out.append(Flag(LOW_COVERAGE, *base, "", detail, action))
     for metric in metric_names:
         if not np.isfinite(result.metrics.get(metric, np.nan)):
             out.append(Flag("missing_value", *base, metric, "no value", action))
@@ -104,6 +132,22 @@ def flags_for(flags: Sequence[Flag], checkpoint: str, benchmark: str, metric: st
 def exclusions(flags: Sequence[Flag], checkpoint: str, benchmark: str, metric: str) -> list[Flag]:
     """The flags that exclude this checkpoint's value of ``benchmark``/``metric`` from the statistics."""
     return [f for f in flags_for(flags, checkpoint, benchmark, metric) if f.action == EXCLUDED]
+
+
+def labels(flags: Sequence[Flag], checkpoint: str, benchmark: str, metric: str) -> list[Flag]:
+    """The labels (collapse) on this checkpoint's value of ``benchmark``/``metric``; the value stays in."""
+    return [f for f in flags_for(flags, checkpoint, benchmark, metric) if f.action == LABELLED]
+
+
+def effect(flag: Flag) -> str:
+    """What the flag does to the numbers, in words (for the report's flag list)."""
+    if flag.action == EXCLUDED:
+        scope = " (judge-derived metrics only)" if flag.kind == LOW_COVERAGE else ""
+        return f"excluded from every mean, interval, test and MDE{scope}"
+    if flag.action == LABELLED:
+        return "an outcome, kept in every statistic and labelled beside the numbers"
+    scope = " judge-derived" if flag.kind == LOW_COVERAGE else ""
+    return f"cannot be excluded; every{scope} number it feeds is marked †"
 
 
 def taints(flags: Sequence[Flag], benchmark: str, metric: str) -> list[Flag]:

@@ -1,9 +1,21 @@
-"""Statistics over seeds: t intervals, the hierarchical bootstrap, two- and one-sample t-tests,
+"""Statistics over seeds: t intervals, t-tests against the control and against the DPO checkpoint,
 Holm's step-down adjustment and the minimum detectable effect (MDE).
 
-The unit of replication is the GRPO seed: a condition's score is the mean of its seeds' scores,
-and every test treats those seed scores as the sample. Item-level scores (one per benchmark
-question) enter through the hierarchical bootstrap and as a floor on the seed-level variance.
+The variance model of one benchmark metric. Every checkpoint answers the same n items, so a
+checkpoint's score is
+
+    y = mu + a + g,
+
+with ``a`` the item set's own effect (which questions were drawn), identical for every checkpoint and
+so cancelling in every difference between checkpoints, and ``g`` the checkpoint's own item-level
+deviation (sampling of answers, the model's item-specific quirks), of variance sigma_g^2 / n. A GRPO
+run adds a seed effect, mu = mu_condition + b_seed, so a seed score varies with variance
+sigma_b^2 + sigma_g^2 / n: the seed is the unit of replication. sigma_g^2 is estimated *paired*,
+from each item's spread across the seeds of one condition (the between-item variance never enters);
+it floors the seed variance (which cannot truly be below it) and is the sampling variance of the
+single DPO checkpoint's score, which the comparison with DPO carries. That comparison's degrees of
+freedom come from the design's seed variance (pooled over every condition), not from the one arm's
+own k - 1 df estimate, which would make the Welch-Satterthwaite df liberal.
 """
 
 from __future__ import annotations
@@ -29,6 +41,17 @@ class Comparison:
 NAN_COMPARISON = Comparison(np.nan, np.nan, np.nan, np.nan)
 
 
+@dataclass(frozen=True)
+class Variance:
+    """A variance estimate with its degrees of freedom (``inf`` for a known variance)."""
+
+    value: float
+    df: float
+
+
+UNKNOWN = Variance(np.nan, np.nan)
+
+
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean: mean +/- t_{(1+c)/2, k-1} * s / sqrt(k); NaNs when k < 2."""
     x = np.asarray(values, dtype=float)
@@ -51,19 +74,37 @@ def two_sample(a: Sequence[float], b: Sequence[float], confidence: float = 0.95)
     return Comparison(float(a.mean() - b.mean()), float(ci.low), float(ci.high), float(res.pvalue))
 
 
-def one_sample(a: Sequence[float], reference: float, confidence: float = 0.95) -> Comparison:
-    """mean(a) - reference with a one-sample t-test (df = k - 1), the reference taken as fixed.
+def welch_df(seed_var: float, k: int, reference: Variance) -> float:
+    """Welch-Satterthwaite df of s^2/k + v, s^2 with k - 1 df and v with ``reference.df`` df.
 
-    NaNs unless ``a`` has at least two values and the reference is finite.
+    Evaluated at the design's seed variance (pooled over conditions) it keeps the DPO comparison's
+    type-I error at or below its level; at one arm's own s^2 it would be liberal.
     """
-    a = np.asarray(a, dtype=float)
-    if a.size < 2 or not np.isfinite(reference):
+    a = seed_var / k
+    v = reference.value
+    denominator = a**2 / (k - 1) + (v**2 / reference.df if np.isfinite(reference.df) else 0.0)
+    return float((a + v) ** 2 / denominator) if denominator > 0 else float(k - 1)
+
+
+def reference_contrast(
+    a: Sequence[float], reference: float, reference_var: float, df: float, confidence: float = 0.95
+) -> Comparison:
+    """mean(a) - reference, the reference being one checkpoint's score with sampling variance
+    ``reference_var`` (the DPO checkpoint: one evaluation, its own item noise).
+
+    Standard error sqrt(s_a^2 / k + v), t statistic on ``df`` degrees of freedom (the caller's
+    Welch-Satterthwaite df, see :func:`welch_df`); with v = 0 and df = k - 1 this is the one-sample
+    t-test. NaNs unless ``a`` has two values and the reference, v and df are finite.
+    """
+    x = np.asarray(a, dtype=float)
+    if x.size < 2 or not (np.isfinite(reference) and np.isfinite(reference_var) and np.isfinite(df)):
         return NAN_COMPARISON
-    res = sps.ttest_1samp(a, popmean=reference)
-    ci = res.confidence_interval(confidence)
-    return Comparison(
-        float(a.mean() - reference), float(ci.low - reference), float(ci.high - reference), float(res.pvalue)
-    )
+    se = float(np.sqrt(x.var(ddof=1) / x.size + reference_var))
+    diff = float(x.mean() - reference)
+    if se == 0:
+        return Comparison(diff, diff, diff, 1.0 if diff == 0 else 0.0)
+    half = float(sps.t.ppf((1 + confidence) / 2, df)) * se
+    return Comparison(diff, diff - half, diff + half, float(2 * sps.t.sf(abs(diff) / se, df)))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -83,64 +124,48 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
-def hierarchical_bootstrap(
-    values: Sequence[float],
-    items: Sequence[np.ndarray | None],
-    n_resamples: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Bootstrap replicates of the mean over seeds, resampling seeds and then items within seeds.
+def pooled_variance(groups: Sequence[Sequence[float]]) -> Variance:
+    """Pooled within-group variance of seed scores, sum (k_i - 1) s_i^2 / sum (k_i - 1); groups with
+    fewer than two values are skipped (unknown when none has two)."""
+    arrays = [np.asarray(g, dtype=float) for g in groups if len(g) >= 2]
+    df = sum(a.size - 1 for a in arrays)
+    if df == 0:
+        return UNKNOWN
+    return Variance(float(sum(a.var(ddof=1) * (a.size - 1) for a in arrays) / df), float(df))
 
-    Each replicate draws k seeds with replacement; every drawn seed contributes its score shifted by
-    the deviation of a fresh item resample's mean from its items' mean (so the replicates centre on
-    the seed scores even when a metric is not exactly the mean of its items). A seed without items
-    contributes its score unchanged (seed-level resampling only).
+
+def paired_item_variance(arms: Sequence[np.ndarray]) -> Variance:
+    """Sampling variance of one checkpoint's score from its own item deviations, sigma_g^2 / n.
+
+    ``arms``: one (k seeds x n items) matrix per condition, columns aligned (the same items in the
+    same order); NaN marks an unscored item. sigma_g^2 pools each item's variance across the seeds
+    of a condition (only items scored in every seed of that arm), so the between-item variance
+    cancels; n is the mean number of scored items per checkpoint. Unknown when no arm has two seeds.
     """
-    vals = np.asarray(values, dtype=float)
-    k = vals.size
-    pick = rng.integers(0, k, size=(n_resamples, k))
-    reps = vals[pick]
-    for s, its in enumerate(items):
-        if its is None or its.size == 0:
+    total, df, counts = 0.0, 0, []
+    for matrix in arms:
+        m = np.asarray(matrix, dtype=float)
+        counts += list(np.isfinite(m).sum(axis=1))
+        full = m[:, np.isfinite(m).all(axis=0)]
+        if full.shape[0] < 2 or full.shape[1] == 0:
             continue
-        centre = its.mean()
-        for slot in range(k):
-            rows = np.flatnonzero(pick[:, slot] == s)
-            draws = rng.integers(0, its.size, size=(rows.size, its.size))
-            reps[rows, slot] += its[draws].mean(axis=1) - centre
-    return reps.mean(axis=1)
+        total += float(full.var(axis=0, ddof=1).sum() * (full.shape[0] - 1))
+        df += (full.shape[0] - 1) * full.shape[1]
+    n = float(np.mean(counts)) if counts else 0.0
+    return Variance(total / df / n, float(df)) if df and n else UNKNOWN
 
 
-def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates; NaNs when any replicate is NaN."""
-    if replicates.size == 0 or np.isnan(replicates).any():
-        return np.nan, np.nan
-    lo, hi = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(lo), float(hi)
+def unpaired_item_variance(items: Sequence[np.ndarray]) -> Variance:
+    """Fallback when items cannot be aligned: the mean over checkpoints of var(items) / n_items.
 
-
-def item_variance_of_score(items: np.ndarray | None) -> float:
-    """Sampling variance of a seed's score from its items, var(items) / n_items; NaN without items."""
-    if items is None or items.size < 2:
-        return np.nan
-    return float(items.var(ddof=1) / items.size)
-
-
-def seed_sd(groups: Sequence[Sequence[float]], item_variances: Sequence[float]) -> float:
-    """SD of one seed's score: sqrt(max(pooled seed-level variance, mean item sampling variance)).
-
-    The seed-level variance already contains the item noise, so it cannot truly be below the item
-    sampling variance; with few seeds it often is by chance, and the item term floors it. ``groups``
-    are samples of seed scores (pooled with their degrees of freedom); NaN when no group has two
-    values and no item variance is known.
+    It contains the between-item variance, so it overstates a checkpoint's own item noise
+    (conservative). Unknown when no checkpoint has two scored items.
     """
-    arrays = [np.asarray(g, dtype=float) for g in groups]
-    dof = sum(a.size - 1 for a in arrays if a.size >= 2)
-    seed_var = sum(a.var(ddof=1) * (a.size - 1) for a in arrays if a.size >= 2) / dof if dof else np.nan
-    iv = np.asarray(item_variances, dtype=float)
-    iv = iv[np.isfinite(iv)]
-    candidates = [v for v in (seed_var, iv.mean() if iv.size else np.nan) if np.isfinite(v)]
-    return float(np.sqrt(max(candidates))) if candidates else np.nan
+    arrays = [a[np.isfinite(a)] for a in (np.asarray(i, dtype=float) for i in items)]
+    arrays = [a for a in arrays if a.size >= 2]
+    if not arrays:
+        return UNKNOWN
+    return Variance(float(np.mean([a.var(ddof=1) / a.size for a in arrays])), float(sum(a.size - 1 for a in arrays)))
 
 
 def t_test_power(ncp: float, df: float, alpha: float) -> float:
@@ -171,11 +196,13 @@ def mde_two_sample(sd: float, n1: int, n2: int, alpha: float, power: float) -> f
     return required_noncentrality(n1 + n2 - 2, alpha, power) * sd * float(np.sqrt(1 / n1 + 1 / n2))
 
 
-def mde_one_sample(sd: float, n: int, alpha: float, power: float) -> float:
-    """Smallest true shift from a fixed reference the one-sample t-test detects (df = n - 1).
+def mde_reference(sd: float, k: int, reference_var: Variance, alpha: float, power: float) -> float:
+    """Smallest true shift from the reference checkpoint that :func:`reference_contrast` detects.
 
-    MDE = ncp* * sd / sqrt(n); NaN when n < 2 or sd is unknown.
+    MDE = ncp* * sqrt(sd^2 / k + v), ncp* at the Welch-Satterthwaite df; NaN when k < 2 or sd or v
+    is unknown.
     """
-    if n < 2 or not np.isfinite(sd):
+    if k < 2 or not (np.isfinite(sd) and np.isfinite(reference_var.value)):
         return np.nan
-    return required_noncentrality(n - 1, alpha, power) * sd / float(np.sqrt(n))
+    df = welch_df(sd**2, k, reference_var)
+    return required_noncentrality(df, alpha, power) * float(np.sqrt(sd**2 / k + reference_var.value))

@@ -55,7 +55,7 @@ def flags_table(flags: Sequence[Flag]) -> pd.DataFrame:
 
 
 def runs_table(runs: Sequence[GrpoRun], flags: Sequence[Flag], cfg: ReportSettings) -> pd.DataFrame:
-    """One row per GRPO run: progress, wall time and the run-level flags."""
+    """One row per GRPO run: progress, wall time, collapse (and its kind) and the run-level flags."""
     rank = checkpoint_order(cfg)
     rows = []
     for r in sorted(runs, key=lambda run: rank[run.checkpoint]):
@@ -63,7 +63,8 @@ def runs_table(runs: Sequence[GrpoRun], flags: Sequence[Flag], cfg: ReportSettin
         rows.append({
             "condition": r.condition, "seed": r.seed, "steps": f"{r.steps_done}/{r.max_steps}",
             "resumed_from": "" if r.resumed_from is None else str(r.resumed_from),
-            "wall_h": r.wall_time_s / 3600, "collapsed": r.collapsed, "updated": r.updated,
+            "wall_h": r.wall_time_s / 3600, "collapsed": r.collapsed, "collapse_kind": r.collapse_kind or "",
+            "updated": r.updated,
             "flags": "; ".join(run_flags),
         })  # fmt: skip
     return pd.DataFrame(rows)
