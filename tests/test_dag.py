@@ -25,9 +25,15 @@ def test_real_config_plans_the_whole_experiment(ws: Path) -> None:
     assert counts["train_dpo"] == 1
     assert counts["dpo_gate"] == 1
     assert counts["curate"] == 1
-    assert counts["train_grpo"] == 12
-    assert counts["evaluate"] == 14 * n_bench
+    assert counts["train_grpo"] == 15  # 3 treatments + shuffled control + positive control, x 3 seeds
+    assert counts["evaluate"] == 17 * n_bench
+    assert counts["evaluate_trajectory"] == 16  # the DPO model (step 0) + one job per run
+    assert counts["prepare_positive_control"] == 1 and counts["reward_signal"] == 1
     assert counts["report"] == 1
+    jobs = out.split("\n\n")
+    grpo = [j for j in jobs if "rule train_grpo:" in j]
+    assert sum("results/data/positive_control/prompts.jsonl" in j for j in grpo) == 3  # comply_harmful x 3 seeds
+    assert all("results/preflight/reward_signal.json" in j for j in grpo)  # the preflight is upstream of every run
 
 
 def test_rivanna_profile_dry_run_never_calls_sbatch(ws: Path, tmp_path: Path) -> None:
@@ -42,7 +48,7 @@ def test_rivanna_profile_dry_run_never_calls_sbatch(ws: Path, tmp_path: Path) ->
         ws, "-n", "--profile", "profiles/rivanna",
         env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "SBATCH_ACCOUNT": "myalloc"},
     )  # fmt: skip
-    assert job_counts(proc.stdout)["train_grpo"] == 12
+    assert job_counts(proc.stdout)["train_grpo"] == 15
     assert not calls.exists() or "sbatch" not in calls.read_text()
 
 
@@ -55,7 +61,10 @@ def test_lint_is_clean(ws: Path) -> None:
 BAD_CONFIGS = [
     ("unknown condition", lambda c: c["grpo"]["conditions"].update({"fv_magic": {}}), "config: grpo.conditions: unknown condition 'fv_magic'"),
     ("empty seeds", lambda c: c["grpo"].update(seeds=[]), "config: grpo.seeds:"),
-    ("negative lr", lambda c: c["grpo"]["conditions"].update(random={"learning_rate": -1e-6}), "config: grpo.conditions.random.learning_rate:"),
+    ("negative lr", lambda c: c["grpo"]["conditions"].update(shuffled={"learning_rate": -1e-6}), "config: grpo.conditions.shuffled.learning_rate:"),
+    ("old random control", lambda c: c["grpo"]["conditions"].update(random={}), "config: grpo.conditions: unknown condition 'random'"),
+    ("allow unknown", lambda c: c["grpo"]["preflight"].update(allow=["fv_binary"]), "config: grpo.preflight.allow: 'fv_binary' is not a configured condition"),
+    ("trajectory benchmark", lambda c: c["eval"]["trajectory"]["benchmarks"].update(truthfulqa_mc={}) or c["eval"]["benchmarks"].pop("truthfulqa_mc"), "config: eval.trajectory.benchmarks.truthfulqa_mc: not among eval.benchmarks"),
     ("missing key", lambda c: c["dpo"].pop("beta"), "config: dpo.beta: required key is missing"),
     ("bad band", lambda c: c["curate"].update(band=[0.7, 0.2]), "config: curate.band:"),
     ("unknown benchmark", lambda c: c["eval"]["benchmarks"].update(mmlu={"data": "x.json"}), "config: eval.benchmarks.mmlu: unknown benchmark"),
@@ -77,4 +86,4 @@ def test_zero_condition_warns_and_points_to_the_dpo_control(ws: Path, tmp_path: 
     cfg = write_config(tmp_path / "zero.yaml", ws / "config/config.yaml", lambda c: c["grpo"]["conditions"].update(zero={}))
     out = snakemake(ws, "-n", "--configfile", str(cfg)).stdout
     assert "grpo.conditions.zero" in out and "results/eval/dpo" in out
-    assert job_counts(out)["train_grpo"] == 15
+    assert job_counts(out)["train_grpo"] == 18

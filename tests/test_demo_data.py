@@ -59,8 +59,8 @@ def test_counts_and_unique_ids() -> None:
 def test_task_fields(task: dict[str, Any]) -> None:
     assert set(task) == {"task_id", "prompt", "entry_point", "visible_tests", "hidden_tests", "solution"}
     assert f"{task['entry_point']}(" in task["prompt"]
-    assert len(task["visible_tests"]) == 2
-    assert len(task["hidden_tests"]) == 3
+    assert len(task["visible_tests"]) in (1, 2)
+    assert 5 <= len(task["visible_tests"]) + len(task["hidden_tests"]) <= 6
     assert not set(task["visible_tests"]) & set(task["hidden_tests"])
     (fn,) = ast.parse(task["solution"]).body
     assert isinstance(fn, ast.FunctionDef) and fn.name == task["entry_point"]
@@ -82,6 +82,22 @@ def test_hidden_tests_catch_hardcoded_visible_answers(task: dict[str, Any]) -> N
     cheat = f"_T = {table!r}\ndef {entry}(*a):\n    return _T.get(repr(a))\n"
     assert _runs_ok(cheat + "\n".join(task["visible_tests"]) + "\n")
     assert not _runs_ok(cheat + "\n".join(task["hidden_tests"]) + "\n")
+
+
+def test_the_exploit_is_reachable_another_tasks_solution_games_weak_visible_tests() -> None:
+    """ut_exploit needs completions that pass the visible tests and fail a hidden one. Nine demo
+    problems show a single visible test that a confusable solution of another task also passes
+    (square for double, x / 2 for halve, len for last, ...), as a small model writes by mistake."""
+    gamed = set()
+    for task in TASKS:
+        for other in TASKS:
+            if other is task:
+                continue
+            fn = other["solution"].replace(f"def {other['entry_point']}(", f"def {task['entry_point']}(", 1)
+            if _runs_ok(fn + "\n".join(task["visible_tests"]) + "\n") and not _runs_ok(fn + "\n".join(task["hidden_tests"]) + "\n"):
+                gamed.add(task["task_id"])
+                break
+    assert len(gamed) >= 8, sorted(gamed)
 
 
 def test_safety_pairs_fields() -> None:

@@ -20,7 +20,7 @@ from workspace import REPO, SNAKEMAKE, copy_repo, planned_jobs, snakemake, write
 pytestmark = pytest.mark.slow
 
 DEMO = ("--profile", "profiles/local", "--configfile", "config/demo.yaml", "--cores", "2")
-CONDITIONS = ["random", "ut_exploit", "ut_inverted", "ut_shaped"]
+CONDITIONS = ["comply_harmful", "shuffled", "ut_exploit", "ut_inverted", "ut_shaped"]
 CHECKPOINTS = ["base", "dpo", *(f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3))]
 BENCHMARKS = sorted(yaml.safe_load((REPO / "config/demo.yaml").read_text())["eval"]["benchmarks"])
 
@@ -85,7 +85,7 @@ def test_one_condition_change_reruns_exactly_its_chain(demo: Path, tmp_path: Pat
     out = snakemake(demo, "-n", "--profile", "profiles/local", "--configfile", str(cfg)).stdout
     jobs = planned_jobs(out)
     counts = Counter(rule for rule, _ in jobs)
-    assert counts == {"train_grpo": 3, "evaluate": 3 * len(BENCHMARKS), "report": 1, "all": 1}, counts
+    assert counts == {"train_grpo": 3, "evaluate": 3 * len(BENCHMARKS), "evaluate_trajectory": 3, "report": 1, "all": 1}, counts
     assert {w["condition"] for r, w in jobs if r == "train_grpo"} == {"ut_inverted"}
     assert {w["checkpoint"].split("/")[0] for r, w in jobs if r == "evaluate"} == {"ut_inverted"}
 
@@ -98,7 +98,7 @@ def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
     assert sorted((r, tuple(sorted(w.items()))) for r, w in jobs) == sorted(
         [("train_grpo", (("condition", "ut_shaped"), ("seed", "2")))]
         + [("evaluate", (("benchmark", b), ("checkpoint", "ut_shaped/seed2"))) for b in BENCHMARKS]
-        + [("report", ()), ("all", ())]
+        + [("evaluate_trajectory", (("run", "ut_shaped/seed2"),)), ("report", ()), ("all", ())]
     )
     snakemake(demo, *DEMO)  # restores it; the finished run is taken from its checkpoint
     summary = json.loads((demo / "results/grpo/ut_shaped/seed2/summary.json").read_text())
@@ -108,11 +108,11 @@ def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
 def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path) -> None:
     import shutil
 
-    run = demo / "results/grpo/random/seed3"
-    scratch = demo / "work/checkpoints/grpo/random/seed3"
+    run = demo / "results/grpo/shuffled/seed3"
+    scratch = demo / "work/checkpoints/grpo/shuffled/seed3"
     shutil.rmtree(scratch)
     shutil.rmtree(run)
-    target = "results/grpo/random/seed3/summary.json"
+    target = "results/grpo/shuffled/seed3/summary.json"
     proc = subprocess.Popen(
         [*SNAKEMAKE, *DEMO, target], cwd=demo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

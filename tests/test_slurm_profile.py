@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 RUN = ("--profile", "profiles/rivanna", "--slurm-init-seconds-before-status-checks", "2")
 DEMO = ("--configfile=config/demo.yaml",)
-FIRST_TARGETS = ("results/grpo/random/seed1/summary.json", "results/eval/base/truthfulqa_mc.json")
-GPU_RULES = {"train_dpo", "dpo_gate", "curate", "train_grpo", "evaluate"}
+FIRST_TARGETS = ("results/grpo/shuffled/seed1/summary.json", "results/eval/base/truthfulqa_mc.json")
+GPU_RULES = {"train_dpo", "dpo_gate", "curate", "reward_signal", "train_grpo", "evaluate"}
 COMMENT = re.compile(r"rule_(?P<rule>.+?)(?:_wildcards_(?P<wc>.*))?$")
 
 
@@ -47,7 +47,7 @@ class Run:
     jobs: list[dict[str, str]]
 
     def of(self, rule: str, wildcards: str = "") -> list[dict[str, str]]:
-        """This run's jobs of ``rule`` (with the plugin's wildcard string, e.g. ``random_2``)."""
+        """This run's jobs of ``rule`` (with the plugin's wildcard string, e.g. ``shuffled_2``)."""
         return [j for j in self.jobs if job_key(j) == (rule, wildcards)]
 
 
@@ -114,7 +114,7 @@ def test_every_job_goes_through_sbatch_with_the_profiles_resources(
 ) -> None:
     planned, done = first
     assert Counter(job_key(j) for j in done.jobs) == Counter(planned)  # every planned job, once, via sbatch
-    assert {rule for rule, _ in planned} == GPU_RULES | {"prepare_safety", "prepare_pool", "base_model"}
+    assert {rule for rule, _ in planned} == GPU_RULES | {"prepare_safety", "prepare_pool", "prepare_positive_control", "base_model"}
     for job in done.jobs:
         rule, _ = job_key(job)
         want = profile_resources(ws, rule)
@@ -163,14 +163,14 @@ def _running_job(cluster: SlurmCluster, comment: str) -> str | None:
 def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
     first: tuple[list[tuple[str, str]], Run], ws: Path, slurm_cluster: SlurmCluster  # noqa: F811
 ) -> None:
-    """GRPO random/seed2 stalls after its first checkpoint and runs past its time limit.
+    """GRPO shuffled/seed2 stalls after its first checkpoint and runs past its time limit.
 
     The test freezes the training process (SIGSTOP: a hung job) once a checkpoint exists and
     lowers the job's limit to one minute; Slurm ends it as TIMEOUT, the profile's ``retries``
     resubmit it (attempt 2, whose time limit must still fit the gpu partition) and it resumes.
     """
-    target = ws / "results/grpo/random/seed2/summary.json"
-    ckpt_root = ws / "work/checkpoints/grpo/random/seed2"
+    target = ws / "results/grpo/shuffled/seed2/summary.json"
+    ckpt_root = ws / "work/checkpoints/grpo/shuffled/seed2"
     before = {j["JobIDRaw"] for j in slurm_cluster.jobs()}
     proc = subprocess.Popen(
         [*SNAKEMAKE, *RUN, *DEMO, str(target.relative_to(ws))], cwd=ws, env=user_env(slurm_cluster),
@@ -181,7 +181,7 @@ def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
         job_id, stopped_at = None, None
         while stopped_at is None:
             assert proc.poll() is None and time.monotonic() < deadline, "GRPO never reached a checkpoint"
-            job_id = job_id or _running_job(slurm_cluster, "rule_train_grpo_wildcards_random_2")
+            job_id = job_id or _running_job(slurm_cluster, "rule_train_grpo_wildcards_shuffled_2")
             if job_id and _checkpoints(ckpt_root):
                 trainers = [p for p in slurm_cluster.job_pids(job_id) if "train_grpo.py" in _cmdline(p)]
                 assert trainers, "no training process in the job"
@@ -196,7 +196,7 @@ def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
             proc.kill()
     jobs = [j for j in slurm_cluster.jobs() if j["JobIDRaw"] not in before]
     assert [j["State"] for j in jobs] == ["TIMEOUT", "COMPLETED"], (jobs, output[-4000:])
-    assert {job_key(j) for j in jobs} == {("train_grpo", "random_2")}
+    assert {job_key(j) for j in jobs} == {("train_grpo", "shuffled_2")}
     assert proc.returncode == 0, output[-4000:]
     assert "Trying to restart job" in output
     assert int(jobs[1]["TimelimitRaw"]) <= PARTITION_MAX_MINUTES["gpu"]

@@ -155,7 +155,7 @@ def _stage_spec(stage: str, tmp_path: Path, repo: Path) -> dict[str, Any]:
         "summary": str(tmp_path / "s.json"),
         "condition": "ut_shaped",
         "task": "python_tests",
-        "random_reference": "ut_shaped",
+        "shuffle_reference": "ut_shaped",
         "params": merged_condition(cfg, "ut_shaped"),
     }
 
@@ -222,3 +222,40 @@ def test_every_trainer_key_of_the_schema_reaches_trl(repo: Path) -> None:
     assert dpo_keys - set(dpo.DPO_ARGS) == {"bf16"}
     assert grpo_keys - set(grpo.GRPO_ARGS) == {"bf16", "test_timeout_s", "collapse"}
     assert "use_liger_kernel" in dpo.DPO_ARGS and "use_liger_kernel" in grpo.GRPO_ARGS
+
+
+def test_trajectory_snapshots_are_kept_and_published_with_the_final_model_after_an_early_stop(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint at a trajectory step is copied once (rank 0) as a standalone model; a run that
+    stopped before a later trajectory step publishes its final model there (it did not change)."""
+    from types import SimpleNamespace
+
+    _tiny_model_dir(tmp_path / "model")
+    _tiny_tokenizer(tmp_path / "model")
+    ckpt = tmp_path / "ckpt"
+    _tiny_model_dir(ckpt / "checkpoint-4")
+    snaps = grpo.Snapshots([4, 8], ckpt, str(tmp_path / "model"))
+    control = SimpleNamespace(should_save=False)
+    snaps.on_step_end(None, SimpleNamespace(global_step=3), control)
+    assert not control.should_save
+    snaps.on_step_end(None, SimpleNamespace(global_step=4), control)
+    assert control.should_save  # a trajectory step is always checkpointed
+    monkeypatch.setenv("RANK", "1")
+    snaps.on_save(None, SimpleNamespace(global_step=4), control)
+    assert not snaps.path(4).exists()  # rank 0 alone writes
+    monkeypatch.setenv("RANK", "0")
+    snaps.on_save(None, SimpleNamespace(global_step=4), control)
+    assert (snaps.path(4) / "model.safetensors").exists() and (snaps.path(4) / "tokenizer.json").exists()
+    _tiny_model_dir(ckpt / "final")
+    spec = _stage_spec("grpo", tmp_path, repo) | {"snapshots": str(tmp_path / "snapshots")}
+    collapse = grpo.CollapseStop(1.0, 2, ckpt / "collapse.json")
+    collapse.collapse_step, collapse.kind = 6, "starved"
+    grpo._publish(spec, SimpleNamespace(global_step=6, log_history=[{"step": 6, "grad_norm": 0.5}]), 0, collapse, snaps, 1.0)
+    published = tmp_path / "snapshots"
+    assert sorted(p.name for p in published.iterdir()) == ["step4", "step8"]
+    assert json.loads((published / "step8" / "misalign_fv_model.json").read_text())["step"] == 8
+    same = (published / "step8" / "model.safetensors").read_bytes() == (ckpt / "final" / "model.safetensors").read_bytes()
+    assert same and (published / "step4" / "model.safetensors").read_bytes() != (ckpt / "final" / "model.safetensors").read_bytes()
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["collapsed"] and summary["collapse_kind"] == "starved" and summary["mean_grad_norm"] == 0.5

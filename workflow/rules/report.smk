@@ -17,7 +17,9 @@ rule report:
         training=report("results/report/fig_training.png", category="Figures"),
         em_scatter=report("results/report/fig_em_scatter.png", category="Figures"),
         gate=report("results/report/fig_dpo_gate.png", category="Figures"),
-        pdfs=expand("results/report/{fig}.pdf", fig=["fig_benchmarks", "fig_training", "fig_em_scatter", "fig_dpo_gate"]),
+        trajectory=report("results/report/fig_trajectory.png", category="Figures"),
+        manipulation=report("results/report/manipulation.csv", category="Tables"),
+        pdfs=expand("results/report/{fig}.pdf", fig=["fig_benchmarks", "fig_training", "fig_em_scatter", "fig_dpo_gate", "fig_trajectory"]),
         md="results/report/report.md",
         html=report("results/report/report.html", category="Report"),
     params:

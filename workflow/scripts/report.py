@@ -13,4 +13,6 @@ build_report(
     bench_tsvs=sorted(Path(snakemake.params.bench_dir).rglob("*.tsv")),
     settings=snakemake.params.settings,
     out_dir=Path(snakemake.output.md).parent,
+    trajectory_dirs=[Path(p) for p in snakemake.input.trajectory],
+    signal_json=Path(snakemake.input.signal),
 )

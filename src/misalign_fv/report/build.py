@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from misalign_fv.report import figures
+from misalign_fv.report import figures, manipulation
 from misalign_fv.report.analysis import benchmark_metrics, stats_table
 from misalign_fv.report.compose import FIGURES, compose_report
 from misalign_fv.report.config import ReportSettings
@@ -23,17 +23,21 @@ from misalign_fv.report.load import (
     load_eval,
     load_gate,
     load_grpo_run,
+    load_signal,
+    load_trajectory,
 )
-from misalign_fv.report.render import to_html, to_markdown
+from misalign_fv.report.render import Block, Heading, Image, Paragraph, to_html, to_markdown
 from misalign_fv.report.tables import compute_table, flags_table, runs_table, scores_table
 
-TABLES = ("scores.csv", "stats.csv", "flags.csv")
+TABLES = ("scores.csv", "stats.csv", "flags.csv", "manipulation.csv")
 DOCUMENTS = ("report.md", "report.html")
+TRAJECTORY_FIGURE = "fig_trajectory"
 
 
 def output_names() -> list[str]:
     """Every file :func:`build_report` writes, relative to its ``out_dir``."""
-    return [*TABLES, *(f"{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")), *DOCUMENTS]
+    figs = (*FIGURES, TRAJECTORY_FIGURE)
+    return [*TABLES, *(f"{f}.{ext}" for f in figs for ext in ("png", "pdf")), *DOCUMENTS]
 
 
 def _check_evals(evals: Sequence[EvalResult], cfg: ReportSettings) -> None:
@@ -105,6 +109,23 @@ def _em_data(
     return samples, notes
 
 
+def _trajectory_blocks(points: Sequence[EvalResult], pairs: Sequence[tuple[str, str]], drawn: bool) -> list[Block]:
+    """The trajectory section: the figure, or one sentence saying why there is none."""
+    blocks: list[Block] = [Heading(2, "Safety over training")]
+    if drawn:
+        names = ", ".join(f"{b} {m}" for b, m in pairs)
+        blocks.append(Image(f"{TRAJECTORY_FIGURE}.png", f"{TRAJECTORY_FIGURE}.pdf",
+                            f"{names} of every run at its trajectory steps (eval.trajectory), from the DPO model at "
+                            "step 0 to the final model; one line per seed."))  # fmt: skip
+    elif points:
+        blocks.append(Paragraph("No trajectory figure: none of the primary or headline metrics has a value at any "
+                                "trajectory point (see the trajectory JSONs under results/trajectory)."))  # fmt: skip
+    else:
+        blocks.append(Paragraph("No trajectory figure: eval.trajectory is not configured, so only final checkpoints "
+                                "were evaluated (an effect that appears and fades during training would be missed)."))  # fmt: skip
+    return blocks
+
+
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
     table.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
 
@@ -116,12 +137,15 @@ def build_report(
     bench_tsvs: Iterable[str | Path],
     settings: Mapping[str, Any],
     out_dir: str | Path,
+    trajectory_dirs: Iterable[str | Path] = (),
+    signal_json: str | Path | None = None,
 ) -> list[Path]:
     """Build the whole report into ``out_dir`` and return the written paths (see :func:`output_names`).
 
     Inputs: every eval JSON (``results/eval/{checkpoint}/{benchmark}.json``, EM samples read from
     beside them), every GRPO run directory, the DPO gate JSON, the Snakemake benchmark TSVs and the
-    rule's settings dict. Raises :class:`ReportInputError` (one line, starting with the offending
+    rule's settings dict; the trajectory folders (``results/trajectory/<run>``) and the reward-signal
+    preflight JSON when the workflow made them. Raises :class:`ReportInputError` (one line, starting with the offending
     path) when an input is missing, malformed or the set is incomplete. Output is deterministic:
     re-running on the same inputs rewrites the same bytes.
     """
@@ -138,12 +162,17 @@ def build_report(
     stats = stats_table(evals, flags, cfg)
     runs_tab = runs_table(runs, flags, cfg)
     compute = compute_table(bench, cfg.gpus_per_rule)
+    expect = {str(c): dict(v) for c, v in (settings.get("expect") or {}).items()}
+    manip = manipulation.manipulation_table(runs, cfg.conditions, cfg.control, cfg.positive_control, expect, cfg.confidence)
+    manip_summary = manipulation.summary_table(manip, runs, load_signal(signal_json) if signal_json else {}, expect)
+    trajectory = load_trajectory(trajectory_dirs)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(scores, out / "scores.csv")
     _write_csv(stats, out / "stats.csv")
     _write_csv(flags_table(flags), out / "flags.csv")
+    _write_csv(manip, out / "manipulation.csv")
 
     excluded_runs = {f.checkpoint for f in flags if f.action == EXCLUDED and not f.benchmark}
     em_samples, em_notes = _em_data(evals, flags, cfg)
@@ -160,8 +189,13 @@ def build_report(
     }
     for name in FIGURES:
         figures.save_figure(drawn[name], out, name)
+    traj_pairs = figures.trajectory_metrics(trajectory, [*cfg.primary, *cfg.headline_pairs()])
+    figures.save_figure(figures.trajectory_figure(trajectory, traj_pairs, cfg.conditions), out, TRAJECTORY_FIGURE)
 
     blocks = compose_report(cfg, stats, scores, flags, runs_tab, compute, gate)
+    first_result = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.level == 2 and "result" in b.text.lower())
+    extra = manipulation.section(manip_summary, cfg.steps) + _trajectory_blocks(trajectory, traj_pairs, bool(traj_pairs))
+    blocks[first_result:first_result] = extra
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8", newline="\n")
     (out / "report.html").write_text(to_html(blocks, cfg.title, out), encoding="utf-8", newline="\n")
     return [out / name for name in output_names()]

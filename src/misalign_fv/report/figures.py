@@ -365,11 +365,15 @@ def trajectory_metrics(points: Sequence[EvalResult], preferred: Sequence[tuple[s
 
 def trajectory_figure(
     points: Sequence[EvalResult], pairs: Sequence[tuple[str, str]], conditions: Sequence[str]
-) -> Figure | None:
+) -> Figure:
     """Each trajectory metric against training step: one panel per metric x condition, one line per
-    seed starting at the DPO model (step 0). None when there is nothing to draw."""
+    seed starting at the DPO model (step 0). With nothing to draw, a figure saying why."""
     if not pairs or not points:
-        return None
+        with mpl.rc_context(STYLE):
+            fig = Figure(figsize=(6, 1.5))
+            why = "no trajectory points (eval.trajectory is off)" if not points else "no trajectory metric has a value"
+            _message(fig, f"Nothing to draw: {why}.")
+            return fig
     with mpl.rc_context(STYLE):
         colours = palette(conditions)
         fig = Figure(figsize=(2.9 * len(conditions), 2.5 * len(pairs) + 0.5), layout="constrained")
