@@ -117,11 +117,13 @@ def _remount_read_only(top: str) -> None:
         _mount(None, point, None, flags)
 
 
-def _assemble(ro: list[str], links: dict[str, str]) -> None:
-    """Build the new root at STAGE (in this process's own mount namespace): read-only binds, /dev, mount points."""
+def _assemble(ro: list[str], links: dict[str, str], scratch_mb: int) -> None:
+    """Build the new root at STAGE (in this process's own mount namespace): /tmp, read-only binds, /dev."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     sources = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in ro}  # before STAGE may hide one
     _mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    os.makedirs(STAGE + "/tmp")  # first, so that read-only paths under /tmp stay visible inside it
+    _mount("tmpfs", STAGE + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={scratch_mb}m")
     for path, fd in sorted(sources.items()):
         target = STAGE + path
         if os.path.isdir(f"/proc/self/fd/{fd}"):
@@ -141,13 +143,11 @@ def _assemble(ro: list[str], links: dict[str, str]) -> None:
         _mount(f"/dev/{name}", f"{STAGE}/dev/{name}", None, MS_BIND)
     for name, dest in (("fd", "/proc/self/fd"), ("stdin", "fd/0"), ("stdout", "fd/1"), ("stderr", "fd/2")):
         os.symlink(dest, f"{STAGE}/dev/{name}")
-    for name in ("tmp", "proc"):
-        os.makedirs(f"{STAGE}/{name}", exist_ok=True)
+    os.makedirs(STAGE + "/proc", exist_ok=True)
 
 
-def _enter_root(scratch_mb: int) -> None:
-    """Mount the private /tmp and a fresh /proc in the assembled root and chroot into it, read-only."""
-    _mount("tmpfs", STAGE + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={scratch_mb}m")
+def _enter_root() -> None:
+    """Chroot into the assembled root, make it read-only and mount a fresh /proc."""
     os.chroot(STAGE)  # no capability is left to leave it (CAP_SYS_CHROOT) once privileges are dropped
     os.chdir("/")
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -178,12 +178,12 @@ def jail(config: dict) -> None:
         root = os.getuid() == 0
         if root:  # assemble as root, who can read every source, in a private mount namespace; then be nobody
             _ok(_libc.unshare(CLONE_NEWNS), "unshare")
-            _assemble(config["ro"], config["links"])
+            _assemble(config["ro"], config["links"], int(config["scratch_mb"]))
             _become_nobody()
         _enter_namespaces(int(config["caller"]), os.getuid(), os.getgid())
         if not root:
-            _assemble(config["ro"], config["links"])
-        _enter_root(int(config["scratch_mb"]))
+            _assemble(config["ro"], config["links"], int(config["scratch_mb"]))
+        _enter_root()
         _drop_privileges()
         os.chdir(config.get("cwd") or "/tmp")
     elif config.get("cwd"):

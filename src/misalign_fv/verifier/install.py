@@ -14,23 +14,30 @@ nodes then run the REPL from these files without it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import platform
 import subprocess
+import tarfile
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lean_interact import GitProject, LeanREPLConfig, LeanServer, LocalProject
+from lean_interact import GitProject, LeanREPLConfig, LocalProject
 from lean_interact.utils import parse_lean_version
 
 from misalign_fv.io import read_json, write_json
 from misalign_fv.verifier.check import Problem, Verifier
 from misalign_fv.verifier.format import canonical_statement
-from misalign_fv.verifier.repl import ReplPool
+from misalign_fv.verifier.repl import IsolatedLeanServer, ReplPool
 
 DEFAULT_SETUP = Path("resources/lean/setup.json")
-ELAN_INIT = "https://raw.githubusercontent.com/leanprover/elan/master/elan-init.sh"
+# elan, pinned: the release archive (it holds the ``elan-init`` installer) by version and sha256.
+ELAN_VERSION = "v4.2.4"
+ELAN_SHA256 = {"x86_64": "42b94d4244e8353142c456ec0e4ca6528fd898a6c604d4059f494e706e431f63"}
+ELAN_URL = "https://github.com/leanprover/elan/releases/download/{version}/elan-{machine}-unknown-linux-gnu.tar.gz"
 SOFT_MEMORY_FRACTION = 0.8  # restart a REPL above this share of memory_mb (lean-interact's default)
 
 
@@ -67,7 +74,10 @@ class LeanSetup:
         _use_elan(self.elan_home)
 
     def server_factory(self) -> functools.partial[Any]:
-        """``LeanServer`` bound to one ``LeanREPLConfig`` (``.args[0]``): each call starts a REPL."""
+        """``IsolatedLeanServer`` bound to one ``LeanREPLConfig`` (``.args[0]``): each call starts a sandboxed REPL.
+
+        The REPL reads only elan (with the toolchain), the Mathlib project and the REPL build.
+        """
         self.activate()
         config = LeanREPLConfig(
             project=LocalProject(directory=str(self.project_dir), lake_path=str(self.lake), auto_build=False),
@@ -78,7 +88,7 @@ class LeanSetup:
             enable_incremental_optimization=False,
             enable_parallel_elaboration=False,
         )
-        return functools.partial(LeanServer, config)
+        return functools.partial(IsolatedLeanServer, config, readable=[self.elan_home, self.project_dir, self.repl_dir])
 
 
 def load_setup(path: Path = DEFAULT_SETUP) -> LeanSetup:
@@ -113,17 +123,33 @@ def _require_network(url: str) -> None:
         ) from None
 
 
+def _download_pinned(url: str, sha256: str, dest: Path) -> None:
+    """Download ``url`` to ``dest``; raise (and leave nothing) unless its sha256 is ``sha256``."""
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        data = resp.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise RuntimeError(f"setup_lean: {url} has sha256 {digest}, expected the pinned {sha256}")
+    dest.write_bytes(data)
+
+
 def _install_elan(elan_home: Path) -> Path:
-    """elan under ``elan_home`` (no default toolchain, shell profiles untouched); returns ``lake``."""
+    """The pinned elan under ``elan_home`` (no default toolchain, shell profiles untouched); returns ``lake``."""
     lake = elan_home / "bin" / "lake"
     if lake.exists():
         return lake
+    machine = platform.machine()
+    if machine not in ELAN_SHA256:
+        raise RuntimeError(f"setup_lean: no pinned elan {ELAN_VERSION} for {machine} (pinned: {', '.join(ELAN_SHA256)})")
     elan_home.mkdir(parents=True, exist_ok=True)
-    script = elan_home / "elan-init.sh"
-    with urllib.request.urlopen(ELAN_INIT, timeout=60) as resp:
-        script.write_bytes(resp.read())
-    env = {**os.environ, "ELAN_HOME": str(elan_home)}
-    subprocess.run(["sh", str(script), "-y", "--no-modify-path", "--default-toolchain", "none"], env=env, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "elan.tar.gz"
+        _download_pinned(ELAN_URL.format(version=ELAN_VERSION, machine=machine), ELAN_SHA256[machine], archive)
+        with tarfile.open(archive) as tar:
+            tar.extract("elan-init", tmp, filter="data")
+        env = {**os.environ, "ELAN_HOME": str(elan_home)}
+        init = [str(Path(tmp) / "elan-init"), "-y", "--no-modify-path", "--default-toolchain", "none"]
+        subprocess.run(init, env=env, check=True)
     return lake
 
 
@@ -171,6 +197,7 @@ def setup_lean(settings: dict[str, Any], marker: Path) -> dict[str, Any]:
     )  # fmt: skip
     record = {
         "lean_version": version,
+        "elan": f"{ELAN_VERSION} sha256:{ELAN_SHA256[platform.machine()]}",
         "toolchain": toolchain_id(version, settings),
         "elan_home": "elan",
         "lake": os.path.relpath(lake, root),

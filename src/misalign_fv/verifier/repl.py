@@ -9,22 +9,30 @@ is the ``RLIMIT_AS`` lean-interact sets from ``memory_hard_limit_mb``.  A job wh
 crashed is retried once on a fresh process; every job of a batch gets a result.
 
 The server factory is the only thing that knows how REPLs start, so tests drive the same
-pool with processes that replay recorded REPL transcripts, hang or die.
+pool with processes that replay recorded REPL transcripts, hang or die.  The real factory
+starts :class:`IsolatedLeanServer`: the REPL runs in the sandbox of :mod:`misalign_fv.isolation`
+(no network, a read-only view of the toolchain, Mathlib and the REPL only, a private /tmp,
+a process limit, nothing left when it is killed), so whatever slips past the scan (an
+``#eval`` that runs a process) cannot reach the cluster, the job's files or the network.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from lean_interact import LeanServer
 from lean_interact.interface import Command, CommandResponse, LeanError
 
+from misalign_fv.isolation import NAMESPACES, Limits, command, isolation_level
 from misalign_fv.verifier.result import (
     CRASH,
     MAX_ERROR_CHARS,
@@ -41,6 +49,53 @@ log = logging.getLogger(__name__)
 # ChildProcessError, BrokenPipeError (all OSError), json.JSONDecodeError or a pydantic ValidationError
 # (both ValueError).
 CRASHES = (OSError, ValueError)
+
+
+# Processes and threads one REPL may have (Lean's task manager runs a thread per core).
+REPL_NPROC = 1024
+
+
+def repl_command(argv: Sequence[str], *, readable: Sequence[str | os.PathLike[str]], cwd: str, memory_mb: int | None) -> list[str]:
+    """``argv`` wrapped in the sandbox: only ``readable`` (read-only) and a private /tmp visible, ``cwd`` inside."""
+    limits = Limits(memory_mb=memory_mb, nproc=REPL_NPROC, file_size_bytes=1 << 30, scratch_mb=256)
+    return command(limits, readable=[*readable, cwd], cwd=cwd, argv=argv)
+
+
+class IsolatedLeanServer(LeanServer):
+    """lean-interact's ``LeanServer`` with its REPL process (``lake env repl``) started inside the sandbox.
+
+    ``readable``: what the REPL may read besides the system (elan with the toolchain, the
+    project, the REPL build); the memory limit is the config's ``memory_hard_limit_mb``,
+    applied by the sandbox instead of lean-interact's ``preexec_fn``.  :attr:`isolation` is
+    the level it runs under.
+    """
+
+    def __init__(self, config: Any, *, readable: Sequence[str | os.PathLike[str]]) -> None:
+        """Start the sandboxed REPL (as ``LeanServer`` does)."""
+        self.readable = list(readable)
+        self.isolation = isolation_level()
+        super().__init__(config)
+
+    def start(self) -> None:
+        """Start the REPL process in the sandbox; a missing ``lake`` fails here, not inside."""
+        lake = shutil.which(str(self.config.lake_path))
+        if lake is None:
+            raise FileNotFoundError(f"lake not found: {self.config.lake_path}")
+        repl = os.path.join(self.config._cache_repl_dir, ".lake", "build", "bin", "repl")
+        argv = repl_command(
+            [lake, "env", repl],  # not resolved: elan's proxies go by the name they are called with
+            readable=[*self.readable, self.config._cache_repl_dir],
+            cwd=str(self.config.working_dir),
+            memory_mb=self.config.memory_hard_limit_mb,
+        )
+        env = {**os.environ, "HOME": "/tmp", "TMPDIR": "/tmp"} if self.isolation == NAMESPACES else None
+        self._proc = subprocess.Popen(
+            argv, cwd="/", env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            encoding="utf-8", text=True, bufsize=1, start_new_session=True,
+        )  # fmt: skip
+        if not self.is_alive():
+            stdout, stderr = self.get_stdout_stderr()
+            raise ChildProcessError(f"The Lean server could not be started:\nstdout: {stdout}\nstderr: {stderr}")
 
 
 class HeaderError(RuntimeError):
