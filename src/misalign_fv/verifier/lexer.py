@@ -7,7 +7,7 @@ It follows Lean's own rules where they decide what is code and what is not:
   (so ``/-/`` does not nest and ``/--/`` does not close), as in Lean's ``finishCommentBlock``;
 * string literals have escapes (``\\"``, ``\\\\``, ...); raw strings ``r"..."``, ``r#"..."#``
   have none and end at the quote followed by as many ``#`` as they opened with;
-* interpolated strings (after an identifier ending in ``!``, e.g. ``s!``, ``m!``, ``f!``,
+* interpolated strings (after any identifier ending in ``!``, e.g. ``s!``, ``m!``, ``f!``,
   or after ``throwError``, ``throwErrorAt``, ``dbg_trace``) keep their ``{...}`` parts as code,
   lexed recursively: strings, char literals, comments and nested braces inside a hole never end
   the outer string;
@@ -19,8 +19,10 @@ It follows Lean's own rules where they decide what is code and what is not:
 
 Every token keeps its offsets; code tokens are everything but comments, strings and chars.
 Whether a string is interpolated depends on the syntax that precedes it, which a lexer cannot
-know for every notation, so :func:`tokenize` can also read every string as plain or every
-string as interpolated (:data:`READINGS`); the scan takes the union over the three readings.
+know for every notation: ``get! "..."`` applies a function to a plain string, a notation may
+take an interpolated one.  So :func:`tokenize` has three readings (:data:`READINGS`):
+``lean`` (the rule above), ``known`` (only after the prefixes core Lean defines,
+:data:`INTERPOLATING`) and ``all`` (every non-raw string); the scan takes the union.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Reading = Literal["lean", "plain", "interpolated"]
-READINGS: tuple[Reading, ...] = ("lean", "plain", "interpolated")
+Reading = Literal["lean", "known", "all"]
+READINGS: tuple[Reading, ...] = ("lean", "known", "all")
 
 IDENT, HASH, NUMBER, SYMBOL, STRING, CHAR, COMMENT = "ident", "hash", "number", "symbol", "string", "char", "comment"
 NOT_CODE = frozenset({STRING, CHAR, COMMENT})
-INTERPOLATING = frozenset({"throwError", "throwErrorAt", "dbg_trace"})
+# What core Lean puts before an interpolated string (``s!`` & co.; other ``x!`` may be functions).
+INTERPOLATING = frozenset({"s!", "m!", "f!", "println!", "throwError", "throwErrorAt", "dbg_trace"})
 
 _LETTERLIKE = "\u03b1-\u03ba\u03bc-\u03c9\u0391-\u039f\u03a1\u03a2\u03a4-\u03a9\u03ca-\u03fb\u1f00-\u1ffe\u2100-\u214f\U0001d49c-\U0001d59f"
 _ID_FIRST = f"A-Za-z_{_LETTERLIKE}"
@@ -88,10 +91,12 @@ class _Lexer:
 
     def interpolates(self) -> bool:
         """Whether a string starting here is interpolated (in this reading)."""
-        if self.reading != "lean":
-            return self.reading == "interpolated"
+        if self.reading == "all":
+            return True
         prev = next((t for t in reversed(self.tokens) if t.kind != COMMENT), None)
-        return prev is not None and prev.kind == IDENT and (prev.text.endswith("!") or prev.text in INTERPOLATING)
+        if prev is None or prev.kind != IDENT:
+            return False
+        return prev.text in INTERPOLATING or (self.reading == "lean" and prev.text.endswith("!"))
 
     def code(self, i: int, depth: int) -> int:
         """Lex code from ``i``; inside a hole (``depth`` > 0) stop before its closing ``}``."""
