@@ -7,7 +7,7 @@ if "lean" in config:
     LEAN = config["lean"]
     LEAN_SETUP = "resources/lean/setup.json"
     LEAN_CODE = code(
-        "tasks/lean_proofs",
+        "tasks/lean_proofs", "isolation", "_jail",
         *(f"verifier/{m}" for m in ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")),
     )
 
