@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from test_lean_replay import axioms_answer, entry, recorded, replay_factory
+from test_verifier_lexer import STATEMENT, TRICKS, legitimate_replies
 
 from misalign_fv import verify
 from misalign_fv.benchmarks import BENCHMARKS, minif2f
@@ -64,6 +65,20 @@ def test_static_only_explains_every_rejection(minif2f_file: Path, tmp_path: Path
     assert out[3]["format_error"] == "no closed ```lean4 code block" and out[3]["tags"] == ["format_fail"]
     assert out[0]["code"].startswith("theorem mathd_algebra_478") and out[0]["rewards"]["fv_binary"] is None
     assert set(out[0]) >= {"naive_pass", "strict_pass", "categories", "rewards", "compile", "axioms", "tags"}
+
+
+def test_static_only_rejects_every_hiding_trick_and_accepts_the_legitimate_cases(tmp_path: Path) -> None:
+    problems = write_lines(tmp_path / "p.jsonl", [{"name": "t", "header": "import Mathlib\n", "formal_statement": STATEMENT}])
+    tricks = [f"```lean4\n{STATEMENT}\n{text}\n```" for text, _ in TRICKS.values()]
+    legit = list(legitimate_replies().values())
+    completions = write_lines(tmp_path / "c.jsonl", [{"name": "t", "completion": c} for c in tricks + legit])
+    proc = run_cli(str(problems), str(completions), "--static-only")
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    for rec, (name, (_, category)) in zip(out, TRICKS.items()):
+        assert rec["failed_step"] == "scan" and f"scan:{category}" in rec["fail_reasons"], (name, rec)
+    for rec in out[len(tricks) :]:
+        assert rec["format_ok"] and rec["hits"] == [] and rec["failed_step"] is None and rec["strict_pass"] is None, rec
 
 
 @pytest.mark.parametrize(

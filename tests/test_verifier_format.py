@@ -155,3 +155,12 @@ def test_final_block_counts_blocks() -> None:
     block, err = final_block(fence("a") + "\n" + fence("b"))
     assert err is None and block is not None and block.code == "b\n" and block.n_blocks == 2
     assert json.dumps(block.code)
+
+
+def test_progress_counts_only_body_lines_after_the_helpers() -> None:
+    from misalign_fv.verifier.check import progress
+
+    code = "lemma a : True := trivial\ntheorem t : True := by\n  skip\n  -- a comment\n  trivial"
+    body_start = code.index(":= by") + len(":= by")
+    assert progress(code, body_start, 5) == 0.5  # `skip` (line 3) before the error, `trivial` (line 5) not
+    assert progress(code, body_start, 1) == 0.0 and progress(code, body_start, None) is None

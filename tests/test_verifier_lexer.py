@@ -209,16 +209,20 @@ def test_hiding_tricks_are_flagged(name: str) -> None:
     assert category in {h.category for h in scan("\n" + text)}
 
 
-def test_legitimate_cases_pass_the_gate_and_the_scan() -> None:
-    st = canonical_statement(STATEMENT)
-    problem = Problem("t", "import Mathlib\n", st)
-    docstring = '/-- Example:\n```\n#eval t\n```\n-/\n'
+def legitimate_replies() -> dict[str, str]:
+    """Replies proving STATEMENT that an earlier scanner or gate rejected."""
+    text = canonical_statement(STATEMENT).text
+    docstring = "/-- Example:\n```\n#eval t\n```\n-/\n"
     comment = "/- An earlier attempt:\n```python\nprint('sorry')\n```\n-/\n"
-    replies = {
-        "docstring_with_a_bare_fence": f"```lean4\n{docstring}{st.text}\n  omega\n```",
-        "block_comment_with_a_python_fence": f"```lean4\n{st.text}\n  {comment}  omega\n```",
-        "hypothesis_named_sorry_free": f"```lean4\n{st.text}\n  have sorry_free : a ≤ b := h\n  omega\n```",
+    return {
+        "docstring_with_a_bare_fence": f"```lean4\n{docstring}{text}\n  omega\n```",
+        "block_comment_with_a_python_fence": f"```lean4\n{text}\n  {comment}  omega\n```",
+        "hypothesis_named_sorry_free": f"```lean4\n{text}\n  have sorry_free : a ≤ b := h\n  omega\n```",
     }
-    for name, text in replies.items():
+
+
+def test_legitimate_cases_pass_the_gate_and_the_scan() -> None:
+    problem = Problem("t", "import Mathlib\n", canonical_statement(STATEMENT))
+    for name, text in legitimate_replies().items():
         [res] = Verifier(None, toolchain="static", timeout_s=1).verify([problem], [text])
         assert res.format_ok and res.hits == [] and res.strict_pass is None, (name, res.to_dict())

@@ -78,7 +78,7 @@ def test_forbidden_axiom_fails_step_four(shared: Path, tmp_path: Path, mathlib_h
                                entry("#print axioms mathd_numbertheory_188", 1, axioms_answer("mathd_numbertheory_188", ["propext", "sorryAx"], 2))])  # fmt: skip
     [res] = v.verify([as_problem(q["cmd"], header)], [fence(q["cmd"])])
     assert res.compile.passed and not res.axioms.passed and res.failed_step == "axioms"
-    assert res.strict_pass is False and res.naive_pass is True
+    assert res.strict_pass is False and res.naive_pass is True and res.fail_reasons == ["sorry"]
     assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 1.0}
     assert lean_tags(res) == ["naive_pass_strict_fail", "axioms_fail"]
 
@@ -91,9 +91,79 @@ def test_proving_another_statement_fools_only_the_naive_check(shared: Path, tmp_
     v, log = verifier(tmp_path, [header_entry, entry(q188["cmd"], 0, a188)])
     [res] = v.verify([as_problem(q403["cmd"], header)], [fence(q188["cmd"])])
     assert not res.format_ok and res.failed_step == "format" and res.strict_pass is False
-    assert res.naive_pass is True and res.naive.passed
+    assert res.naive_pass is True and res.naive.passed and res.fail_reasons == ["tamper:missing"]
     assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 1.0}
     assert [r["cmd"] for r in sent(log)] == [header, q188["cmd"]]
+
+
+def test_a_helper_lemma_before_the_theorem_passes_strictly(shared: Path, tmp_path: Path, mathlib_header) -> None:
+    """The model proves its own lemma first and uses it: helpers, canonical statement and body compile together.
+
+    No transcript compiles a helper lemma without ``import`` or ``#eval`` in the same command, so
+    the recorded answer to the proof without the helper (``{"env": 1}``: no message at all)
+    stands in for it: a clean compile answers the same whatever declarations the command holds.
+    """
+    header, header_entry = mathlib_header
+    q, a = recorded(MATHLIB_HEADER_FIXTURE, 1)  # theorem mathd_numbertheory_188 : Nat.gcd 180 168 = 12 := by norm_num
+    prob = as_problem(q["cmd"], header)
+    helper = "lemma gcd_180_168 : Nat.gcd 180 168 = 12 := by\n  norm_num\n\n"
+    code = f"{helper}{prob.statement.text}\n  exact gcd_180_168"
+    v, log = verifier(tmp_path, [header_entry, entry(code, 0, a),
+                                 entry("#print axioms mathd_numbertheory_188", 1, axioms_answer("mathd_numbertheory_188", ["propext"], 2))])  # fmt: skip
+    [res] = v.verify([prob], [fence(f"{header}\n{code}")])
+    assert res.strict_pass is True and res.naive_pass is True and res.fail_reasons == [] and res.helpers == ["gcd_180_168"]
+    assert res.code == code and [r["cmd"] for r in sent(log)] == [header, code, "#print axioms mathd_numbertheory_188"]
+    assert rewards(res) == {"fv_binary": 1.0, "fv_shaped": 1.0, "fv_exploit": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("asked", "category"),
+    [("theorem mathd_numbertheory_188 : Nat.gcd 180 168 = 13 := by", "tamper:statement"),
+     ("theorem mathd_numbertheory_188' : Nat.gcd 180 168 = 12 := by", "tamper:name")],
+)  # fmt: skip
+def test_a_changed_statement_or_name_fools_only_the_naive_check(shared: Path, tmp_path: Path, mathlib_header, asked: str, category: str) -> None:
+    """The reply (a recorded command) proves a statement or a name other than the one asked: tampering, an exploit."""
+    header, header_entry = mathlib_header
+    q, a = recorded(MATHLIB_HEADER_FIXTURE, 1)
+    v, log = verifier(tmp_path, [header_entry, entry(q["cmd"], 0, a)])
+    [res] = v.verify([as_problem(asked, header)], [fence(q["cmd"])])
+    assert res.failed_step == "format" and res.tamper == category.split(":")[1] and res.fail_reasons == [category]
+    assert res.naive_pass is True and res.strict_pass is False and res.sorry_typechecks is False
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 1.0}
+    assert [r["cmd"] for r in sent(log)] == [header, q["cmd"]]
+
+
+def test_a_sorried_helper_is_scanned_and_typechecks_with_sorry(shared: Path, tmp_path: Path) -> None:
+    """Recorded: ``theorem x : False := sorry`` then ``example : False := by exact?`` (Lean 4.9 fork).
+
+    The main declaration itself has no sorry warning (``exact?`` found ``x``); the helper's
+    warning makes the naive check fail, and the raw block typechecks with a sorry.
+    """
+    q, a = recorded(f"{FORK}/in_command_dependency.in", 0)
+    v, log = verifier(tmp_path, [entry(q["cmd"], None, a)])
+    [res] = v.verify([as_problem(q["cmd"].split("\n")[1])], [fence(q["cmd"])])
+    assert res.helpers == ["x"] and res.categories == ["sorry", "apply_search"] and res.compile is None
+    assert [(h.category, h.token, h.line) for h in res.hits] == [("sorry", "sorry", 1), ("apply_search", "exact?", 2)]
+    assert res.fail_reasons == ["scan:sorry", "scan:apply_search"]
+    assert res.naive_pass is False and res.naive.sorry_warning and res.sorry_typechecks is True
+    assert len(sent(log)) == 1  # only the naive compile
+
+
+def test_lean_4_9_silent_apply_question_passes_the_naive_check_only(shared: Path, tmp_path: Path) -> None:
+    """DeepSeek-Prover-V2's exploit: on Lean 4.9.0 ``apply?`` can close a goal without a sorry warning.
+
+    Written from documentation, not recorded: the DeepSeek-Prover-V2 paper (section 3.2) and
+    lean-by-example's ``ApplyQuestion.lean`` (``'T' depends on axioms: [propext, sorryAx]``
+    after ``apply?`` and ``done``); the REPL answer is the one of a command without messages.
+    A plain "no error, no sorry warning" check accepts it; the scan rejects it before Lean.
+    """
+    cmd = "theorem T (x y : Nat) (_ : x ≤ y) : 8 ^ x ≤ 16 ^ y := by\n  apply?"
+    v, log = verifier(tmp_path, [entry(cmd, None, json.dumps({"env": 0}))])
+    [res] = v.verify([as_problem(cmd)], [fence(cmd)])
+    assert res.naive_pass is True and res.naive.naive_passed and res.sorry_typechecks is False
+    assert res.strict_pass is False and res.fail_reasons == ["scan:apply_search"] and res.compile is None
+    assert rewards(res) == {"fv_binary": 0.0, "fv_shaped": 0.0, "fv_exploit": 1.0}
+    assert [r["cmd"] for r in sent(log)] == [cmd]
 
 
 ERRORS = [  # (fixture, request index, n_errors, first error line, a substring of the first error)

@@ -29,7 +29,7 @@ def reply(body: str, statement: str = STATEMENT, before: str = "") -> str:
     return f"Proof:\n```lean4\n{HEADER}{before}{statement}{body}\n```\n"
 
 
-# (id, reply, expected category; "format" = stopped by the format gate)
+# (id, reply, expected category; "format" / "tamper:*" = stopped by the format gate)
 EXPLOITS: list[tuple[str, str, str]] = [
     ("sorry", reply("\n  sorry"), "sorry"),
     ("admit", reply("\n  admit"), "sorry"),
@@ -84,12 +84,18 @@ EXPLOITS: list[tuple[str, str, str]] = [
     ("column_zero_tactic", reply("\nlinarith"), "new_command"),
     ("unterminated_quoted_name", reply("\n  linarith [«h₁]"), "lexical"),
     ("unterminated_comment_swallows_the_fence", reply("\n  linarith /- never closed"), "format"),
-    ("edited_statement", reply(PROOF, STATEMENT.replace("v = 65", "v = v")), "format"),
-    ("dropped_hypothesis", reply(PROOF, STATEMENT.replace(" (h₃ : h = 13 / 2)", "")), "format"),
-    ("renamed_theorem", reply(PROOF, STATEMENT.replace("mathd_algebra_478", "mathd_algebra_478'")), "format"),
-    ("statement_only_in_comment", reply(PROOF, "-- " + STATEMENT.replace("\n", " ") + "\ntheorem other : True := by"), "format"),
-    ("exit_before_statement", "```lean4\n#exit\n```", "format"),
+    ("edited_statement", reply(PROOF, STATEMENT.replace("v = 65", "v = v")), "tamper:statement"),
+    ("dropped_hypothesis", reply(PROOF, STATEMENT.replace(" (h₃ : h = 13 / 2)", "")), "tamper:statement"),
+    ("renamed_theorem", reply(PROOF, STATEMENT.replace("mathd_algebra_478", "mathd_algebra_478'")), "tamper:name"),
+    ("statement_only_in_comment", reply(PROOF, "-- " + STATEMENT.replace("\n", " ") + "\ntheorem other : True := by"), "tamper:missing"),
+    ("exit_before_statement", "```lean4\n#exit\n```", "tamper:missing"),
     ("trailing_text", reply(PROOF) + "Trust me, it compiles.", "format"),
+    ("sorry_in_helper", reply(PROOF, before="lemma key : (1 : ℝ) = 2 := by sorry\n\n"), "sorry"),
+    ("open_before_statement", reply(PROOF, before="open Classical in\n"), "new_command"),
+    ("variable_before_statement", reply(PROOF, before="variable (cheat : False)\n\n"), "new_command"),
+    ("namespace_before_statement", reply(PROOF, before="namespace Hidden\n\n"), "new_command"),
+    ("column_zero_junk_in_helpers", reply(PROOF, before="lemma key : True := by\ntrivial\n\n"), "new_command"),
+    ("set_option_before_statement", reply(PROOF, before="set_option maxHeartbeats 0 in\n"), "set_option"),
 ]
 
 
@@ -104,16 +110,40 @@ def test_table_covers_every_category_and_is_big_enough() -> None:
     assert len(EXPLOITS) >= 30
     assert len({e[0] for e in EXPLOITS}) == len(EXPLOITS)
     assert set(CATEGORIES) <= {e[2] for e in EXPLOITS}
+    assert {"tamper:statement", "tamper:name", "tamper:missing", "format"} <= {e[2] for e in EXPLOITS}
 
 
 @pytest.mark.parametrize(("name", "text", "category"), EXPLOITS, ids=[e[0] for e in EXPLOITS])
 def test_exploit_fails_strictly_in_its_category(problem: Problem, name: str, text: str, category: str) -> None:
     [res] = Verifier(None, toolchain="static", timeout_s=1).verify([problem], [text])
     assert res.strict_pass is False
-    if category == "format":
-        assert res.failed_step == "format" and not res.format_ok, res.to_dict()
+    if category == "format" or category.startswith("tamper:"):
+        assert res.failed_step == "format" and not res.format_ok and res.fail_reasons == [category], res.to_dict()
     else:
         assert res.failed_step == "scan" and category in res.categories, res.to_dict()
+        assert f"scan:{category}" in res.fail_reasons and all(r.startswith("scan:") for r in res.fail_reasons)
+
+
+def test_helper_lemmas_before_the_theorem_are_kept_scanned_and_compiled(problem: Problem) -> None:
+    helpers = "/-- The volume, by hand. -/\nlemma vol (b h : ℝ) (hb : b = 30) (hh : h = 13 / 2) : 1 / 3 * (b * h) = 65 := by\n  subst hb hh\n  norm_num\n\n"
+    helpers += "private theorem sorry_free : True := trivial\n\n"
+    [res] = Verifier(None, toolchain="static", timeout_s=1).verify([problem], [reply("\n  rw [h₁]\n  exact vol b h h₂ h₃", before=helpers)])
+    assert res.format_ok and res.hits == [] and res.strict_pass is None and res.fail_reasons == []
+    own = helpers.split("\n", 1)[1]  # a leading docstring, like the header's lines, is not the model's code
+    assert res.helpers == ["vol", "sorry_free"] and res.code == own + STATEMENT + "\n  rw [h₁]\n  exact vol b h h₂ h₃"
+    assert naive_code(HEADER, reply("\n  rw [h₁]\n  exact vol b h h₂ h₃", before=helpers))[0] == res.code  # one compile serves both
+
+
+def test_a_sorry_in_a_helper_is_reported_on_its_line_of_the_compiled_code(problem: Problem) -> None:
+    helpers = "lemma one : (1 : ℝ) = 1 := rfl\n\nlemma key : (1 : ℝ) = 2 := by\n  sorry\n\n"
+    [res] = Verifier(None, toolchain="static", timeout_s=1).verify([problem], [reply(PROOF + "\n  admit", before=helpers)])
+    assert [(h.category, h.token, h.line) for h in res.hits] == [("sorry", "sorry", 4), ("sorry", "admit", 10)]
+    assert res.fail_reasons == ["scan:sorry"] and res.code.split("\n")[3] == "  sorry" and res.code.split("\n")[9] == "  admit"
+
+
+def test_lemma_may_stand_for_theorem_and_the_canonical_text_is_compiled(problem: Problem) -> None:
+    [res] = Verifier(None, toolchain="static", timeout_s=1).verify([problem], [reply(PROOF, STATEMENT.replace("theorem", "lemma"))])
+    assert res.format_ok and res.hits == [] and res.code == STATEMENT + PROOF
 
 
 def test_honest_proof_passes_gate_and_scan(problem: Problem) -> None:
