@@ -35,13 +35,14 @@ from misalign_fv.io import code_version, read_json, sha256_file, write_json, wri
 JUDGED_BENCHMARKS = frozenset({"em_main", "em_prereg", "strongreject", "xstest", "em_deception"})
 # Library modules a benchmark's evaluation runs besides evaluate, generation and its own module.
 EXTRA_MODULES = {
-    "humaneval": ("sandbox",),
+    "humaneval": ("sandbox", "isolation", "_jail", "plain"),
     "xstest": ("refusal",),
     "minif2f": (
-        "benchmarks/humaneval", "tasks/lean_proofs",
+        "benchmarks/humaneval", "tasks/lean_proofs", "sandbox", "isolation", "_jail", "plain",
         *(f"verifier/{m}" for m in ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")),
     ),
 }  # fmt: skip
+SANDBOXED_BENCHMARKS = frozenset({"humaneval", "minif2f"})  # run model-written code: record the isolation
 JUDGE_MODULES = ("benchmarks/judged", *(f"judges/{m}" for m in ("__init__", "judge", "backends", "scoring", "cache")))
 
 
@@ -56,6 +57,12 @@ def judge_model_dir(judge: dict[str, Any] | None) -> str | None:
     if judge is None or judge["backend"] == "openai":
         return None
     return judge.get("path", "results/models/judge")
+
+
+def _isolation() -> dict[str, str]:
+    from misalign_fv.isolation import isolation_level
+
+    return {"isolation": isolation_level()}
 
 
 def parse_checkpoint(name: str) -> tuple[str, int | None]:
@@ -215,6 +222,7 @@ def run_eval(
             "generation": {"backend": backend, "batch_size": batch_size, "chat_template_sha256": template_sha},
             "judge": judge_info,
             "seed": seed,
+            **(_isolation() if benchmark in SANDBOXED_BENCHMARKS else {}),
         },
     }
     write_jsonl(out_samples, finite(samples))

@@ -52,8 +52,9 @@ def task_inputs(wildcards):
     the sandbox code for python_tests."""
     if TASK == "lean_proofs":
         lean = ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")
-        return {"lean_setup": "resources/lean/setup.json", "task_code": code("tasks/lean_proofs", *(f"verifier/{m}" for m in lean))}
-    return {"task_code": code("tasks/python_tests", "sandbox")}
+        sandbox = ("sandbox", "isolation", "_jail", "plain")  # the REPL runs in the sandbox
+        return {"lean_setup": "resources/lean/setup.json", "task_code": code("tasks/lean_proofs", *sandbox, *(f"verifier/{m}" for m in lean))}
+    return {"task_code": code("tasks/python_tests", "sandbox", "isolation", "_jail", "plain")}
 
 
 def model_dir(wildcards):
