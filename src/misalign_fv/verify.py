@@ -7,7 +7,8 @@ PROBLEMS: one JSON object per line with ``name``, ``header`` and ``formal_statem
 COMPLETIONS: one JSON object per line with ``name`` and ``completion`` (the raw model reply);
 a GRPO ``completions.jsonl.gz`` works too (``task_id`` is read when ``name`` is absent).
 Prints one JSON VerificationResult per completion, in input order: every step, the scan
-categories hit, ``naive_pass``, ``strict_pass``, the audit tags and every ``fv_*`` reward.
+categories hit, ``naive_pass``, ``strict_pass``, why the strict check failed (``fail_reasons``:
+``tamper:*``, ``scan:*``, ``sorry``, ``axioms``, ...), the audit tags and every ``fv_*`` reward.
 
 ``--static-only`` runs only the format gate and the scan (no Lean needed): enough to see why a
 completion would be rejected; Lean-dependent fields are null.  Otherwise the toolchain that
