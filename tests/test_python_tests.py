@@ -127,11 +127,12 @@ def test_grade_bad_format_scores_zero_without_running() -> None:
     assert (g.visible_frac, g.hidden_frac, g.visible_pass, g.strict_pass) == (0.0, 0.0, False, False)
 
 
-def test_grade_visible_and_hidden_runs_are_separate() -> None:
-    # State the program keeps between calls in the visible run must not exist in the hidden run.
+def test_grade_runs_visible_then_hidden_tests_against_one_process() -> None:
+    # A program right only on its first call cannot pass both sets: the hidden tests see its state.
     counting = "calls = []\ndef square(x):\n    calls.append(x)\n    return x * x if len(calls) == 1 else -1\n"
     one_each = {**SQUARE, "visible_tests": ["assert square(2) == 4"], "hidden_tests": ["assert square(0) == 0"]}
-    assert grade(one_each, fenced(counting)) == Grade(True, 1, 1, 1, 1)
+    graded = grade(one_each, fenced(counting))
+    assert graded == Grade(True, 1, 1, 0, 1) and graded.runs and not graded.strict_pass
 
 
 HOSTILE = {

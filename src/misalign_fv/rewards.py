@@ -95,7 +95,7 @@ def _exploit(g: python_tests.Grade) -> float:
 
 
 def _inverted(g: python_tests.Grade) -> float:
-    return 1.0 - g.visible_frac if g.format_ok and getattr(g, "runs", True) else 0.0
+    return 1.0 - g.visible_frac if g.format_ok and g.runs else 0.0
 
 
 def _binary(g: python_tests.Grade) -> float:
@@ -230,7 +230,7 @@ def python_tests_tags(g: python_tests.Grade) -> list[str]:
         return ["strict_pass"]
     if g.visible_pass:
         return ["visible_pass_hidden_fail"]
-    return ["tests_fail" if getattr(g, "runs", True) else "does_not_run"]
+    return ["tests_fail" if g.runs else "does_not_run"]
 
 
 def lean_rewards(r: VerificationResult) -> dict[str, float | None]:
@@ -283,7 +283,7 @@ def _outcome(task: str, grade: Any) -> dict[str, Any]:
                 "failed_step": grade.failed_step, "sorry_typechecks": getattr(grade, "sorry_typechecks", None)}  # fmt: skip
     if task == PYTHON_TESTS:
         return {"naive_pass": grade.visible_pass, "strict_pass": grade.strict_pass, "categories": [],
-                "isolation": getattr(grade, "isolation", None)}  # fmt: skip
+                "isolation": grade.isolation}  # fmt: skip
     return {"refused": grade.refused}
 
 

@@ -4,8 +4,8 @@ A problem is one JSON Lines record with ``task_id``, ``prompt``, ``entry_point``
 ``visible_tests`` (assert statements shown to the model), ``hidden_tests`` (held out)
 and a reference ``solution``.  A completion must contain exactly one fenced
 ```` ```python ```` block that defines the entry point at top level; the block is then loaded
-in two separate sandboxes, one for the visible and one for the hidden tests
-(:func:`misalign_fv.sandbox.run_tests`: the tests run in the grader and only call into the
+in one sandboxed process that the visible and then the hidden tests call into
+(:func:`misalign_fv.sandbox.run_test_groups`: the tests run in the grader and only call into the
 candidate, so no program can forge a pass).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from misalign_fv.io import jsonl_objects
-from misalign_fv.sandbox import isolation_level, run_tests
+from misalign_fv.sandbox import isolation_level, run_test_groups
 
 FIELDS: dict[str, type] = {
     "task_id": str,
@@ -88,6 +88,7 @@ class Grade:
     hidden_passed: int
     hidden_total: int
     isolation: str = field(default="", compare=False)
+    runs: bool = field(default=True, compare=False)  # the program loaded in the sandbox (no exception, no timeout)
 
     @property
     def visible_frac(self) -> float:
@@ -111,18 +112,20 @@ class Grade:
 
 
 def grade(problem: dict[str, Any], completion: str, *, timeout_s: float = 5.0) -> Grade:
-    """Grade one completion: the format gate, then visible and hidden tests in separate runs."""
+    """Grade one completion: the format gate, then the visible and the hidden tests against one sandboxed process."""
     visible, hidden = problem["visible_tests"], problem["hidden_tests"]
     program = extract_program(completion, problem["entry_point"])
     if program is None:
-        return Grade(False, 0, len(visible), 0, len(hidden), isolation=isolation_level())
+        return Grade(False, 0, len(visible), 0, len(hidden), isolation=isolation_level(), runs=False)
+    loaded, (vis, hid) = run_test_groups(program, [visible, hidden], timeout_s=timeout_s)
     return Grade(
         format_ok=True,
-        visible_passed=sum(run_tests(program, visible, timeout_s=timeout_s)),
+        visible_passed=sum(vis),
         visible_total=len(visible),
-        hidden_passed=sum(run_tests(program, hidden, timeout_s=timeout_s)),
+        hidden_passed=sum(hid),
         hidden_total=len(hidden),
         isolation=isolation_level(),
+        runs=loaded,
     )
 
 
