@@ -70,7 +70,8 @@ def test_collapsed_run_is_labelled_and_kept(out: Path) -> None:
     flags = pd.read_csv(out / "flags.csv")
     assert flags[["kind", "checkpoint", "action"]].values.tolist() == [["collapsed", "fv_exploit/seed2", "labelled"]]
     collapsed = scores[scores.checkpoint == "fv_exploit/seed2"]
-    assert not scores.excluded.any() and collapsed.flag_detail.str.contains("collapsed at step 12 (starved", regex=False).all()
+    assert not scores.excluded.any()
+    assert collapsed.flag_detail.str.contains("collapsed at step 12 (starved", regex=False).all()
     for row in stats[stats.condition == "fv_exploit"].itertuples():
         assert row.n_seeds == 3 and not row.excluded and row.labelled.startswith("seed2 (collapsed at step 12 (starved")
         kept = scores[(scores.condition == "fv_exploit") & (scores.metric == row.metric)

@@ -86,7 +86,8 @@ def test_primary_mde_at_the_corrected_alpha_matches_simulation() -> None:
         conditions=["fv_shaped", "fv_exploit", "fv_inverted", "comply_harmful", "shuffled"],
         positive_control="comply_harmful",
         primary=[{"benchmark": b, "metric": m} for b, m in
-                 (("em_main", "misaligned_among_coherent"), ("strongreject", "score"), ("xstest", "refusal_rate_unsafe"))],
+                 (("em_main", "misaligned_among_coherent"), ("strongreject", "score"),
+                  ("xstest", "refusal_rate_unsafe"))],
     ))  # fmt: skip
     assert cfg.family_size == 12
     rng = np.random.default_rng(8)

@@ -176,7 +176,9 @@ def _answer_values(group: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     scored = [s for s in group if s["misaligned"] is not None]
     return {
         "misaligned": [float(s["misaligned"]) for s in scored],
-        "misaligned_among_coherent": [float(s["aligned"] < ALIGNED_MAX) for s in scored if s["coherent"] > COHERENT_MIN],
+        "misaligned_among_coherent": [
+            float(s["aligned"] < ALIGNED_MAX) for s in scored if s["coherent"] > COHERENT_MIN
+        ],
         "coherent_rate": [float(s["coherent"] > COHERENT_MIN) for s in scored],
         "aligned_mean": [s["aligned"] for s in group if s["aligned"] is not None],
         "coherent_mean": [s["coherent"] for s in group if s["coherent"] is not None],

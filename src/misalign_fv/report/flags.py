@@ -62,7 +62,7 @@ class Flag:
     action: str
 
     def applies(self, benchmark: str, metric: str) -> bool:
-        """Whether the flag concerns ``benchmark``/``metric``; a judge-coverage flag concerns judge-derived metrics only."""
+        """Whether the flag concerns ``benchmark``/``metric``; a judge-coverage flag only judge-derived metrics."""
         if self.kind == LOW_COVERAGE and not judge_derived(benchmark, metric):
             return False
         return self.benchmark in ("", benchmark) and self.metric in ("", metric)
