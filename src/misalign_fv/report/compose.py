@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from misalign_fv.report.analysis import methods_lines
 from misalign_fv.report.config import ReportSettings
 from misalign_fv.report.figures import EM_BENCHMARKS
-from misalign_fv.report.flags import EXCLUDED, Flag
+from misalign_fv.report.flags import Flag, effect
 from misalign_fv.report.load import Gate
 from misalign_fv.report.render import Block, Bullets, Heading, Image, Paragraph, Table
 
@@ -53,21 +54,15 @@ def _flag_section(flags: Sequence[Flag], runs: pd.DataFrame, cfg: ReportSettings
             f"{cfg.coverage_threshold:.2f}, every metric has a value, and the DPO gate passed."
         ))  # fmt: skip
         return blocks
-    items = []
-    for f in flags:
-        effect = (
-            "excluded from every mean, interval, test and MDE"
-            if f.action == EXCLUDED
-            else f"cannot be excluded; every number it feeds is marked {DAGGER}"
-        )
-        items.append(f"{f.label} - {effect}.")
+    items = [f"{f.label} - {effect(f)}." for f in flags]
     for cond in cfg.conditions:
         own = runs[runs.condition == cond]
         if len(own) and not own.updated.any():
             items.append(f"Condition {cond} made no update in any seed, so it has no estimate.")
     blocks.append(Bullets(tuple(items)))
     blocks.append(Paragraph(
-        "Policy: run-level flags (collapse, no update, low judge coverage or a missing value on a GRPO "
+        "Policy: a collapse is an outcome: the run stays in every statistic, labelled. Run-level flags (no "
+        "update without collapse, low judge coverage on judge-derived metrics or a missing value on a GRPO "
         "evaluation) exclude the affected seed values; reference-level flags (a failed DPO gate, low judge "
         f"coverage or a missing value on the base or DPO evaluation) taint the numbers they feed ({DAGGER})."
     ))  # fmt: skip
@@ -101,6 +96,8 @@ def _setup_section(cfg: ReportSettings, compute: pd.DataFrame) -> list[Block]:
 
 def _row_flags(row: pd.Series) -> str:
     parts = [f"excluded: {row.excluded}"] if row.excluded else []
+    if row.labelled:
+        parts.append(f"labelled: {row.labelled}")
     if row.tainted:
         parts.append(f"{DAGGER} {row.tainted}")
     return "; ".join(parts)
@@ -111,8 +108,8 @@ def _headline_section(
 ) -> list[Block]:
     pct = f"{cfg.confidence:.0%}"
     header = (
-        "Benchmark / metric", "Checkpoint", "Seeds used", f"Mean [{pct} t CI]", f"{pct} bootstrap CI",
-        f"Δ vs {cfg.control} [{pct} t CI]", "Holm p", "MDE", f"Δ vs DPO [{pct} t CI]", "Holm p", "Flags",
+        "Benchmark / metric", "Checkpoint", "Seeds used", f"Mean [{pct} t CI]",
+        f"Δ vs {cfg.control} [{pct} t CI]", "p (Holm if primary)", "MDE", f"Δ vs DPO [{pct} t CI]", "p", "Flags",
     )  # fmt: skip
     rows = []
     for bench, metric in cfg.headline_pairs():
@@ -121,23 +118,25 @@ def _headline_section(
             r = sel.iloc[0]
             cell = f"{fmt_est(r.value, r.ci_lo, r.ci_hi)} (eval CI)"
             mark = f"{DAGGER} {r.flag_detail}" if r.flag_detail else ""
-            rows.append((f"{bench} / {metric}", ref, "-", cell, "-", "-", "-", "-", "-", "-", mark))
+            rows.append((f"{bench} / {metric}", ref, "-", cell, "-", "-", "-", "-", "-", mark))
         sel = stats[(stats.benchmark == bench) & (stats.metric == metric)]
         for r in sel.itertuples():
             control = r.condition == cfg.control
             name = f"{r.condition}{' ' + DAGGER if r.tainted else ''}"
             rows.append((
                 f"{bench} / {metric}", name, f"{r.n_seeds}/{len(cfg.seeds)}",
-                fmt_est(r.mean, r.t_lo, r.t_hi), fmt_ci(r.boot_lo, r.boot_hi),
-                "(control)" if control else fmt_est(r.diff_random, r.diff_random_t_lo, r.diff_random_t_hi),
-                "-" if control else fmt_p(r.p_holm_random), "-" if control else fmt(r.mde_random),
-                fmt_est(r.diff_dpo, r.diff_dpo_t_lo, r.diff_dpo_t_hi), fmt_p(r.p_holm_dpo),
+                fmt_est(r.mean, r.t_lo, r.t_hi),
+                "(control)" if control else fmt_est(r.diff_control, r.diff_control_t_lo, r.diff_control_t_hi),
+                "-" if control else fmt_p(r.p_adj_control if r.family == "primary" else r.p_control),
+                "-" if control else fmt(r.mde_control),
+                fmt_est(r.diff_dpo, r.diff_dpo_t_lo, r.diff_dpo_t_hi), fmt_p(r.p_dpo),
                 _row_flags(pd.Series(r._asdict())),
             ))  # fmt: skip
     note = Paragraph(
         f"Means are over the included seeds; the MDE is the smallest true difference from {cfg.control} that "
-        f"the seed-level t-test detects with {cfg.power:.0%} power at α = {cfg.alpha:g}. Holm p-values are "
-        "adjusted over every condition x benchmark metric in stats.csv (one family per comparison)."
+        f"the seed-level t-test detects with {cfg.power:.0%} power. Primary endpoints: Holm-adjusted p over the "
+        f"{cfg.family_size} primary tests, MDE at α = {cfg.corrected_alpha:.4g}; every other row is exploratory: "
+        f"uncorrected p, MDE at α = {cfg.alpha:g}."
     )
     return [Heading(2, "Headline results"), Table(header, tuple(rows)), note]
 
@@ -150,8 +149,8 @@ def _metric_sentences(cfg: ReportSettings, rows: pd.DataFrame, bench: str, metri
     for r in rows.itertuples():
         used = f"{r.n_seeds} of {len(cfg.seeds)} seeds" + (f"; excluded {r.excluded}" if r.excluded else "")
         vs_dpo = (
-            f"changed by {fmt(r.diff_dpo)} ({pct} CI {fmt_ci(r.diff_dpo_t_lo, r.diff_dpo_t_hi)}; bootstrap "
-            f"{fmt_ci(r.diff_dpo_boot_lo, r.diff_dpo_boot_hi)}) vs DPO, Holm p = {fmt_p(r.p_holm_dpo)}"
+            f"changed by {fmt(r.diff_dpo)} ({pct} CI {fmt_ci(r.diff_dpo_t_lo, r.diff_dpo_t_hi)}) vs DPO, "
+            f"uncorrected p = {fmt_p(r.p_dpo)}"
         )
         if r.condition == cfg.control:
             out.append(f"The control {r.condition} ({used}) averaged {fmt(r.mean)} and {vs_dpo}.")
@@ -162,11 +161,12 @@ def _metric_sentences(cfg: ReportSettings, rows: pd.DataFrame, bench: str, metri
             )
         else:
             out.append(
-                f"{r.condition} ({used}) changed by {fmt(r.diff_random)} ({pct} CI "
-                f"{fmt_ci(r.diff_random_t_lo, r.diff_random_t_hi)}; bootstrap "
-                f"{fmt_ci(r.diff_random_boot_lo, r.diff_random_boot_hi)}) vs {cfg.control}; Holm p = "
-                f"{fmt_p(r.p_holm_random)}; the design detects |Δ| >= {fmt(r.mde_random)} with "
-                f"{cfg.power:.0%} power (α = {cfg.alpha:g}). It {vs_dpo}."
+                f"{r.condition} ({used}) changed by {fmt(r.diff_control)} ({pct} CI "
+                f"{fmt_ci(r.diff_control_t_lo, r.diff_control_t_hi)}) vs {cfg.control}; "
+                + (f"Holm p = {fmt_p(r.p_adj_control)} (primary)" if r.family == "primary"
+                   else f"p = {fmt_p(r.p_control)} (exploratory, uncorrected)")
+                + f"; the design detects |Δ| >= {fmt(r.mde_control)} with {cfg.power:.0%} power "
+                f"(α = {r.mde_control_alpha:.4g}). It {vs_dpo}."
             )
     if first.tainted:
         out.append(f"{DAGGER} Tainted: {first.tainted}.")
@@ -201,8 +201,8 @@ def _figure_section(cfg: ReportSettings, gate: Gate, has_em: bool) -> list[Block
     captions = {
         "fig_benchmarks": (
             "Headline metrics per GRPO condition. Dots: one seed each; crosses: excluded (flagged) seeds, not in "
-            f"the mean. Diamond and whiskers: mean over included seeds with its {pct} t interval; shaded bar: "
-            f"{pct} hierarchical bootstrap interval. Dashed grey: base model; dash-dot black: DPO checkpoint. "
+            f"the mean. Diamond and whiskers: mean over included seeds with its {pct} t interval. "
+            "Dashed grey: base model; dash-dot black: DPO checkpoint. "
             f"{DAGGER}: tainted."
         ),
         "fig_training": (
@@ -234,27 +234,7 @@ def _runs_section(runs: pd.DataFrame) -> list[Block]:
 
 
 def _methods_section(cfg: ReportSettings) -> list[Block]:
-    pct = f"{cfg.confidence:.0%}"
-    return [
-        Heading(2, "Methods"),
-        Bullets((
-            "Unit of replication: the GRPO seed. A condition's mean is the mean of its included seeds' scores.",
-            f"t interval: mean +/- t(1 - α/2, k - 1) x s / sqrt(k) over the k included seeds ({pct}).",
-            f"Hierarchical bootstrap: {cfg.n_resamples} resamples (seed {cfg.bootstrap_seed}); each draws k seeds "
-            "with replacement, then each drawn seed's items with replacement; percentile interval. Arms are "
-            "resampled independently; the DPO reference resamples its own items.",
-            f"Difference vs {cfg.control}: Student's pooled-variance two-sample t-test on seed scores "
-            "(df = k1 + k2 - 2), with its t interval.",
-            "Difference vs DPO: one-sample t-test of the seed scores against the DPO score, which is taken as "
-            "fixed; its item noise enters only the bootstrap interval.",
-            "Holm: step-down adjustment, one family per comparison type (vs control, vs DPO) over every "
-            "condition x benchmark metric with a p-value.",
-            f"MDE: the true difference at which the same t-test has {cfg.power:.0%} power at α = {cfg.alpha:g}, "
-            "from the noncentral t distribution, with seed-score variance max(pooled seed-level variance, mean "
-            "within-seed item sampling variance var(items)/n_items).",
-            "Flags: run-level flags exclude seed values; reference-level flags taint numbers (see Flags).",
-        )),  # fmt: skip
-    ]
+    return [Heading(2, "Methods"), Bullets(methods_lines(cfg))]
 
 
 def compose_report(
