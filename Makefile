@@ -1,4 +1,4 @@
-# Two set-up commands for a fresh machine: `make demo` and `make test`.
+# Two set-up commands for a fresh machine: `make demo` and `make test` (and `make cost`: projected A100-hours).
 # Both create or reuse .venv and install what the project needs (idempotent).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_EXTRA ?=
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test cost install clean-demo
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+# Projected A100-hours of a config as a range (benchmarks/gpu/cost_model.py), e.g.
+# make cost CONFIG=config/pilot.yaml
+CONFIG ?= config/config.yaml
+cost: $(STAMP)
+	$(PY) benchmarks/gpu/cost_model.py --config $(CONFIG)
 
 clean-demo:
 	rm -rf results logs work .snakemake
