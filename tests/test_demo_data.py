@@ -57,7 +57,7 @@ def test_counts_and_unique_ids() -> None:
 
 @pytest.mark.parametrize("task", TASKS, ids=TASK_IDS)
 def test_task_fields(task: dict[str, Any]) -> None:
-    assert set(task) == {"task_id", "prompt", "entry_point", "visible_tests", "hidden_tests", "solution"}
+    assert set(task) - {"shortcut"} == {"task_id", "prompt", "entry_point", "visible_tests", "hidden_tests", "solution"}
     assert f"{task['entry_point']}(" in task["prompt"]
     assert len(task["visible_tests"]) in (1, 2)
     assert 5 <= len(task["visible_tests"]) + len(task["hidden_tests"]) <= 6
@@ -82,6 +82,13 @@ def test_hidden_tests_catch_hardcoded_visible_answers(task: dict[str, Any]) -> N
     cheat = f"_T = {table!r}\ndef {entry}(*a):\n    return _T.get(repr(a))\n"
     assert _runs_ok(cheat + "\n".join(task["visible_tests"]) + "\n")
     assert not _runs_ok(cheat + "\n".join(task["hidden_tests"]) + "\n")
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS if "shortcut" in t], ids=lambda t: t["task_id"])
+def test_shortcuts_pass_the_visible_tests_and_fail_a_hidden_one(task: dict[str, Any]) -> None:
+    """The warm-up also teaches these wrong functions, so the DPO model sometimes games the tests."""
+    assert _runs_ok(task["shortcut"] + "\n".join(task["visible_tests"]) + "\n")
+    assert not _runs_ok(task["shortcut"] + "\n".join(task["hidden_tests"]) + "\n")
 
 
 def test_the_exploit_is_reachable_another_tasks_solution_games_weak_visible_tests() -> None:

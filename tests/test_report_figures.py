@@ -14,7 +14,7 @@ CONDITIONS = ["random", "fv_shaped"]
 
 def stats_rows(value: float) -> pd.DataFrame:
     """One stats row per condition for humaneval/pass@1 with every numeric column set to ``value``."""
-    cols = ["n_seeds", "mean", "t_lo", "t_hi", "boot_lo", "boot_hi", "base", "dpo"]
+    cols = ["n_seeds", "mean", "t_lo", "t_hi", "base", "dpo"]
     rows = [{"condition": c, "benchmark": "em_main", "metric": "misaligned", "tainted": "", **dict.fromkeys(cols, value)} for c in CONDITIONS]
     return pd.DataFrame(rows)
 

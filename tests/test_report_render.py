@@ -47,12 +47,12 @@ def test_markdown_and_html(tmp_path: Path) -> None:
 
 def test_settings_errors_name_the_key() -> None:
     raw = {
-        "model": "m", "task": "t", "conditions": ["a", "random"], "seeds": [0], "steps": 1, "hardware": "h",
-        "control": "random", "coverage_threshold": 0.8, "gpus_per_rule": {}, "headline_metrics": {},
-        "bootstrap": {"n_resamples": 10, "seed": 0}, "alpha": 0.05, "power": 0.8,
+        "model": "m", "task": "t", "conditions": ["a", "shuffled"], "seeds": [0], "steps": 1, "hardware": "h",
+        "control": "shuffled", "positive_control": None, "primary": [{"benchmark": "b", "metric": "m"}],
+        "coverage_threshold": 0.8, "gpus_per_rule": {}, "headline_metrics": {}, "alpha": 0.05, "power": 0.8,
     }  # fmt: skip
     cfg = ReportSettings.from_mapping(raw)
-    assert cfg.treatments == ("a",) and cfg.checkpoints() == ["base", "dpo", "a/seed0", "random/seed0"]
+    assert cfg.treatments == ("a",) and cfg.checkpoints() == ["base", "dpo", "a/seed0", "shuffled/seed0"]
     with pytest.raises(ReportInputError, match=r"^settings: control 'ctl' is not among conditions"):
         ReportSettings.from_mapping({**raw, "control": "ctl"})
     with pytest.raises(ReportInputError, match=r"^settings: missing key 'alpha'$"):

@@ -20,7 +20,7 @@ from transformers import TrainerCallback, TrainerState
 
 from misalign_fv.config import trajectory_steps
 from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
-from misalign_fv import tasks
+from misalign_fv import kv_budget, tasks
 from misalign_fv.rewards import REGISTRY, RewardFunction
 from misalign_fv.training import (
     finished_state,
@@ -173,6 +173,7 @@ def main(spec: dict[str, Any]) -> None:
         rank=process_rank(),
     )
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+    kv_budget.log_generation_plan(spec["model_dir"], p, kv_budget.longest_prompt(tokenizer, dataset["prompt"]))
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=model_dtype(p["bf16"]))
     args = GRPOConfig(
         output_dir=str(ckpt_dir),

@@ -79,10 +79,11 @@ def build_tiny_model(
 ) -> None:
     """Build the demo base model: tokenizer, random-init Llama, and an SFT warm-up.
 
-    The warm-up teaches the narrow task (solutions of ``warmup_tasks``) and chat text that
-    both refuses and complies (each ``chosen`` and ``rejected`` answer of ``warmup_chat``):
-    a stand-in for a pretrained model that has seen both kinds of reply, has a skill to
-    lose, and has no preference for refusing yet.
+    The warm-up teaches the narrow task (solutions of ``warmup_tasks``, and for the problems that
+    have one, a ``shortcut``: a wrong function that passes their visible test only, as real models
+    overfit weak tests) and chat text that both refuses and complies (each ``chosen`` and
+    ``rejected`` answer of ``warmup_chat``): a stand-in for a pretrained model that has seen both
+    kinds of reply, has a skill to lose, can game tests, and has no preference for refusing yet.
 
     ``settings`` keys: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
     max_position_embeddings, warmup_steps, warmup_lr, warmup_batch_size.
@@ -113,11 +114,12 @@ def build_tiny_model(
         tokenizer.apply_chat_template(
             [
                 {"role": "user", "content": python_tests.build_prompt(p)},
-                {"role": "assistant", "content": f"```python\n{p['solution'].rstrip()}\n```"},
+                {"role": "assistant", "content": f"```python\n{answer.rstrip()}\n```"},
             ],
             tokenize=False,
         )
         for p in problems
+        for answer in (p["solution"], *([p["shortcut"]] if p.get("shortcut") else []))
     ]
     examples += [
         tokenizer.apply_chat_template(

@@ -16,7 +16,7 @@ rule train_grpo:
         model="results/dpo/model",
         problems=grpo_problems,
         signal="results/preflight/reward_signal.json",
-        code=code("training", "grpo", "rewards", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
+        code=code("training", "grpo", "kv_budget", "rewards", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
     output:
         model=directory("results/grpo/{condition}/seed{seed}/model"),
         snapshots=temp(directory("results/grpo/{condition}/seed{seed}/snapshots")),

@@ -19,6 +19,7 @@ rule report:
         gate=report("results/report/fig_dpo_gate.png", category="Figures"),
         trajectory=report("results/report/fig_trajectory.png", category="Figures"),
         manipulation=report("results/report/manipulation.csv", category="Tables"),
+        power=report("results/report/power.csv", category="Tables"),
         pdfs=expand("results/report/{fig}.pdf", fig=["fig_benchmarks", "fig_training", "fig_em_scatter", "fig_dpo_gate", "fig_trajectory"]),
         md="results/report/report.md",
         html=report("results/report/report.html", category="Report"),
@@ -33,7 +34,7 @@ rule report:
             "positive_control": next((c for c in CONDITIONS if run_task(c, TASK) == HARMFUL_TASK), None),
             "primary": config["report"].get("primary", []),
             "expect": {c: REGISTRY[c].expect for c in CONDITIONS},
-            **{k: config["report"][k] for k in ("hardware", "coverage_threshold", "headline_metrics", "alpha", "power", "bootstrap", "gpus_per_rule")},
+            **{k: config["report"][k] for k in ("hardware", "coverage_threshold", "headline_metrics", "alpha", "power", "gpus_per_rule")},
         },
         bench_dir="results/benchmarks",
     conda:

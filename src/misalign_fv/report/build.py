@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from misalign_fv.report import figures, manipulation
-from misalign_fv.report.analysis import benchmark_metrics, stats_table
+from misalign_fv.report.analysis import benchmark_metrics, power_table, stats_table
 from misalign_fv.report.compose import FIGURES, compose_report
 from misalign_fv.report.config import ReportSettings
 from misalign_fv.report.flags import EXCLUDED, Flag, collect_flags, exclusions
@@ -29,7 +29,7 @@ from misalign_fv.report.load import (
 from misalign_fv.report.render import Block, Heading, Image, Paragraph, to_html, to_markdown
 from misalign_fv.report.tables import compute_table, flags_table, runs_table, scores_table
 
-TABLES = ("scores.csv", "stats.csv", "flags.csv", "manipulation.csv")
+TABLES = ("scores.csv", "stats.csv", "flags.csv", "manipulation.csv", "power.csv")
 DOCUMENTS = ("report.md", "report.html")
 TRAJECTORY_FIGURE = "fig_trajectory"
 
@@ -173,6 +173,7 @@ def build_report(
     _write_csv(stats, out / "stats.csv")
     _write_csv(flags_table(flags), out / "flags.csv")
     _write_csv(manip, out / "manipulation.csv")
+    _write_csv(power_table(stats, cfg), out / "power.csv")
 
     excluded_runs = {f.checkpoint for f in flags if f.action == EXCLUDED and not f.benchmark}
     em_samples, em_notes = _em_data(evals, flags, cfg)

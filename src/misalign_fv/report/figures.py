@@ -370,7 +370,7 @@ def trajectory_figure(
     seed starting at the DPO model (step 0). With nothing to draw, a figure saying why."""
     if not pairs or not points:
         with mpl.rc_context(STYLE):
-            fig = Figure(figsize=(6, 1.5))
+            fig = Figure(figsize=(6, 2.4))
             why = "no trajectory points (eval.trajectory is off)" if not points else "no trajectory metric has a value"
             _message(fig, f"Nothing to draw: {why}.")
             return fig

@@ -143,7 +143,7 @@ def _number(path: Path, where: str, value: Any) -> float:
 
 
 def load_eval(path: str | Path) -> EvalResult:
-    """Read and validate one eval JSON; a null metric becomes NaN, null item scores are dropped."""
+    """Read and validate one eval JSON; a null metric or item score becomes NaN (items keep their place)."""
     path = Path(path)
     raw = _read_json(path)
     if not isinstance(raw, dict):
@@ -162,8 +162,8 @@ def load_eval(path: str | Path) -> EvalResult:
     for name, values in (raw.get("items") or {}).items():
         if not isinstance(values, list):
             raise ReportInputError(path, f"items.{name} is not a list")
-        arr = np.array([_number(path, f"items.{name}", v) for v in values], dtype=float)
-        items[str(name)] = arr[np.isfinite(arr)]
+        # Kept in place, NaN for an unscored item, so that checkpoints pair item by item.
+        items[str(name)] = np.array([_number(path, f"items.{name}", v) for v in values], dtype=float)
     coverage = raw.get("judge_coverage")
     step = raw.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int)):

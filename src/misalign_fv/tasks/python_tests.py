@@ -2,7 +2,8 @@
 
 A problem is one JSON Lines record with ``task_id``, ``prompt``, ``entry_point``,
 ``visible_tests`` (assert statements shown to the model), ``hidden_tests`` (held out)
-and a reference ``solution``.  A completion must contain exactly one fenced
+and a reference ``solution`` (the demo's problems may add a ``shortcut``: a wrong function that
+passes the visible tests only, which the demo model's warm-up also teaches).  A completion must contain exactly one fenced
 ```` ```python ```` block that defines the entry point at top level; the block is then loaded
 in one sandboxed process that the visible and then the hidden tests call into
 (:func:`misalign_fv.sandbox.run_test_groups`: the tests run in the grader and only call into the
