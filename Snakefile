@@ -28,6 +28,7 @@ include: "workflow/rules/dpo.smk"
 include: "workflow/rules/curate.smk"
 include: "workflow/rules/grpo.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/judge_validation.smk"
 include: "workflow/rules/report.smk"
 
 

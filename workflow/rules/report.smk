@@ -8,6 +8,7 @@ rule report:
         trajectory=expand("results/trajectory/{run}", run=TRAJECTORY_RUNS),
         signal="results/preflight/reward_signal.json",
         gate="results/dpo/gate.json",
+        judge_validation=["results/judge_validation.json"] if VALIDATION else [],
         code=sorted(glob.glob(f"{SRC}/report/*.py")),
     output:
         scores=report("results/report/scores.csv", category="Tables"),

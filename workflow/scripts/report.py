@@ -6,6 +6,7 @@ from misalign_fv.logs import to_log
 from misalign_fv.report.build import build_report
 
 to_log(snakemake.log[0])
+validation = snakemake.input.get("judge_validation", [])
 build_report(
     eval_jsons=[Path(p) for p in snakemake.input.evals],
     grpo_dirs=sorted({Path(p).parent for p in snakemake.input.runs}),
@@ -15,4 +16,5 @@ build_report(
     out_dir=Path(snakemake.output.md).parent,
     trajectory_dirs=[Path(p) for p in snakemake.input.trajectory],
     signal_json=Path(snakemake.input.signal),
+    judge_validation_json=Path(validation[0]) if validation else None,
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from misalign_fv.report import figures, manipulation
+from misalign_fv.report import figures, manipulation, validation
 from misalign_fv.report.analysis import benchmark_metrics, power_table, stats_table
 from misalign_fv.report.compose import FIGURES, compose_report
 from misalign_fv.report.config import ReportSettings
@@ -139,13 +139,15 @@ def build_report(
     out_dir: str | Path,
     trajectory_dirs: Iterable[str | Path] = (),
     signal_json: str | Path | None = None,
+    judge_validation_json: str | Path | None = None,
 ) -> list[Path]:
     """Build the whole report into ``out_dir`` and return the written paths (see :func:`output_names`).
 
     Inputs: every eval JSON (``results/eval/{checkpoint}/{benchmark}.json``, EM samples read from
     beside them), every GRPO run directory, the DPO gate JSON, the Snakemake benchmark TSVs and the
     rule's settings dict; the trajectory folders (``results/trajectory/<run>``) and the reward-signal
-    preflight JSON when the workflow made them. Raises :class:`ReportInputError` (one line, starting with the offending
+    preflight JSON when the workflow made them, and the judge-validation JSON when it is configured
+    (a failed validation taints every judged metric). Raises :class:`ReportInputError` (one line, starting with the offending
     path) when an input is missing, malformed or the set is incomplete. Output is deterministic:
     re-running on the same inputs rewrites the same bytes.
     """
@@ -157,7 +159,8 @@ def build_report(
     gate = load_gate(gate_json)
     bench = [load_bench_tsv(p) for p in sorted(Path(p) for p in bench_tsvs)]
 
-    flags = collect_flags(evals, runs, gate, cfg.coverage_threshold)
+    judge_check = validation.load_validation(judge_validation_json) if judge_validation_json else None
+    flags = collect_flags(evals, runs, gate, cfg.coverage_threshold, validation.validation_flags(judge_check))
     scores = scores_table(evals, flags, cfg)
     stats = stats_table(evals, flags, cfg)
     runs_tab = runs_table(runs, flags, cfg)
@@ -196,6 +199,7 @@ def build_report(
     blocks = compose_report(cfg, stats, scores, flags, runs_tab, compute, gate)
     first_result = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.level == 2 and "result" in b.text.lower())
     extra = manipulation.section(manip_summary, cfg.steps) + _trajectory_blocks(trajectory, traj_pairs, bool(traj_pairs))
+    extra += validation.section(judge_check)
     blocks[first_result:first_result] = extra
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8", newline="\n")
     (out / "report.html").write_text(to_html(blocks, cfg.title, out), encoding="utf-8", newline="\n")

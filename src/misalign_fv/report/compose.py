@@ -64,7 +64,8 @@ def _flag_section(flags: Sequence[Flag], runs: pd.DataFrame, cfg: ReportSettings
         "Policy: a collapse is an outcome: the run stays in every statistic, labelled. Run-level flags (no "
         "update without collapse, low judge coverage on judge-derived metrics or a missing value on a GRPO "
         "evaluation) exclude the affected seed values; reference-level flags (a failed DPO gate, low judge "
-        f"coverage or a missing value on the base or DPO evaluation) taint the numbers they feed ({DAGGER})."
+        "coverage or a missing value on the base or DPO evaluation, a judge that failed validation) taint the "
+        f"numbers they feed ({DAGGER})."
     ))  # fmt: skip
     return blocks
 

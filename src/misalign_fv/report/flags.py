@@ -16,8 +16,10 @@ Policy:
   metrics only) or a missing value. There is only one base and one DPO checkpoint, so nothing can be
   excluded; every number they feed is marked (``tainted`` in stats.csv, a dagger in the tables, a
   sentence in the text). A failed gate taints the DPO checkpoint and every GRPO checkpoint trained from it.
+  A judge that failed validation (``results/judge_validation.json``) taints every judged benchmark's
+  judge-derived metrics on every checkpoint, base included: all of them were read by that judge.
 
-Judge coverage concerns only what the judge scored: metrics a benchmark computes without its judge
+Judge coverage and judge validation concern only what the judge scored: metrics a benchmark computes without its judge
 (XSTest's string-match refusal rates) keep their values whatever the coverage.
 """
 
@@ -35,6 +37,8 @@ TAINTED = "tainted"
 LABELLED = "labelled"
 REFERENCES = ("base", "dpo")
 LOW_COVERAGE = "low_judge_coverage"
+JUDGE_INVALID = "judge_failed_validation"
+JUDGE_KINDS = (LOW_COVERAGE, JUDGE_INVALID)  # flags that concern judge-derived metrics only
 # Metrics of judged benchmarks that do not use the judge, by name prefix.
 JUDGE_FREE_PREFIXES: dict[str, tuple[str, ...]] = {"xstest": ("strmatch_",)}
 COLLAPSE_KINDS = {
@@ -62,14 +66,17 @@ class Flag:
     action: str
 
     def applies(self, benchmark: str, metric: str) -> bool:
-        """Whether the flag concerns ``benchmark``/``metric``; a judge-coverage flag only judge-derived metrics."""
-        if self.kind == LOW_COVERAGE and not judge_derived(benchmark, metric):
+        """Whether the flag concerns ``benchmark``/``metric``; a judge flag only judge-derived metrics."""
+        if self.kind in JUDGE_KINDS and not judge_derived(benchmark, metric):
             return False
         return self.benchmark in ("", benchmark) and self.metric in ("", metric)
 
     def covers(self, checkpoint: str) -> bool:
-        """Whether the flag concerns ``checkpoint``; a study-wide flag covers all but the base model."""
-        return self.checkpoint == checkpoint or (self.checkpoint == "" and checkpoint != "base")
+        """Whether the flag concerns ``checkpoint``; a study-wide flag covers all but the base model, except a
+        failed judge validation, which covers the base model's judged numbers too."""
+        if self.checkpoint == "":
+            return checkpoint != "base" or self.kind == JUDGE_INVALID
+        return self.checkpoint == checkpoint
 
     @property
     def label(self) -> str:
@@ -108,13 +115,14 @@ def _eval_flags(result: EvalResult, metric_names: Sequence[str], threshold: floa
 
 
 def collect_flags(
-    evals: Sequence[EvalResult], runs: Sequence[GrpoRun], gate: Gate, coverage_threshold: float
-) -> list[Flag]:
-    """Every flag raised by the inputs, sorted."""
+    evals: Sequence[EvalResult], runs: Sequence[GrpoRun], gate: Gate, coverage_threshold: float,
+    extra: Sequence[Flag] = (),
+) -> list[Flag]:  # fmt: skip
+    """Every flag raised by the inputs, plus ``extra`` (e.g. a failed judge validation), sorted."""
     metrics_by_bench: dict[str, set[str]] = {}
     for e in evals:
         metrics_by_bench.setdefault(e.benchmark, set()).update(e.metrics)
-    flags = [f for r in runs for f in _run_flags(r)]
+    flags = [*extra, *(f for r in runs for f in _run_flags(r))]
     flags += [f for e in evals for f in _eval_flags(e, sorted(metrics_by_bench[e.benchmark]), coverage_threshold)]
     if not gate.passed:
         reasons = "; ".join(gate.reasons) or "no reason given"
@@ -142,11 +150,11 @@ def labels(flags: Sequence[Flag], checkpoint: str, benchmark: str, metric: str) 
 def effect(flag: Flag) -> str:
     """What the flag does to the numbers, in words (for the report's flag list)."""
     if flag.action == EXCLUDED:
-        scope = " (judge-derived metrics only)" if flag.kind == LOW_COVERAGE else ""
+        scope = " (judge-derived metrics only)" if flag.kind in JUDGE_KINDS else ""
         return f"excluded from every mean, interval, test and MDE{scope}"
     if flag.action == LABELLED:
         return "an outcome, kept in every statistic and labelled beside the numbers"
-    scope = " judge-derived" if flag.kind == LOW_COVERAGE else ""
+    scope = " judge-derived" if flag.kind in JUDGE_KINDS else ""
     return f"cannot be excluded; every{scope} number it feeds is marked †"
 
 

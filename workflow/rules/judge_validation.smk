@@ -1,0 +1,73 @@
+# Judge validation: the configured judge re-scores answers with reference labels (EM: GPT-4o 0-100
+# scores; XSTest: human classes) -> agreement statistics and pass/fail against eval.judge_validation's
+# minimums. A failed validation flags every judged metric in the report.
+from misalign_fv.evaluate import JUDGE_MODULES
+
+VALIDATION = config["eval"].get("judge_validation")
+VALIDATION_SETS = [s for s in ("em", "xstest") if VALIDATION and s in VALIDATION]
+if VALIDATION and JUDGE is None:
+    raise ValueError("eval.judge_validation needs eval.judge (the judge it validates)")
+if VALIDATION and "em" in VALIDATION and "em_main" not in BENCHMARKS:
+    raise ValueError("eval.judge_validation.em needs eval.benchmarks.em_main (its file holds the EM judge prompts)")
+
+
+def validation_files(name):
+    """A validation set's data files: local paths from config, or the pinned downloads."""
+    files = (VALIDATION or {}).get(name, {}).get("files", [])
+    return [
+        f["data"] if "data" in f else f"results/data/judge_validation/{name}/{f['url'].rsplit('/', 1)[-1]}"
+        for f in files
+    ]
+
+
+def validation_download_spec(wildcards):
+    """URL and sha256 of the validation file named by the output path."""
+    for f in VALIDATION[wildcards.vset]["files"]:
+        if f.get("url", "").rsplit("/", 1)[-1] == wildcards.file:
+            return {"url": f["url"], "sha256": f["sha256"]}
+    raise ValueError(f"eval.judge_validation.{wildcards.vset}: no file named {wildcards.file}")
+
+
+rule judge_validation:
+    input:
+        em=validation_files("em"),
+        xstest=validation_files("xstest"),
+        em_questions=benchmark_data(SimpleNamespace(benchmark="em_main")) if "em" in VALIDATION_SETS else [],
+        judge_model=JUDGE_DIR or [],
+        code=code("judges/validation", "benchmarks/em", "benchmarks/xstest", "refusal", *JUDGE_MODULES),
+    output:
+        "results/judge_validation.json",
+    params:
+        settings=VALIDATION,
+        judge=JUDGE,
+        judged=sorted(b for b in BENCHMARKS if b in JUDGED_BENCHMARKS),
+        seed=config["seed"],
+    conda:
+        "../../envs/cluster.yaml"
+    log:
+        "logs/judge_validation.log",
+    benchmark:
+        "results/benchmarks/judge_validation.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    script:
+        "../scripts/judge_validation.py"
+
+
+rule download_judge_validation:
+    output:
+        "results/data/judge_validation/{vset}/{file}",
+    wildcard_constraints:
+        vset="em|xstest",
+    params:
+        spec=validation_download_spec,
+    conda:
+        "../../envs/cluster.yaml"
+    log:
+        "logs/download_judge_validation/{vset}/{file}.log",
+    benchmark:
+        "results/benchmarks/download_judge_validation/{vset}/{file}.tsv"
+    localrule: True
+    script:
+        "../scripts/download_benchmark.py"
