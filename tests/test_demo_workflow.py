@@ -73,6 +73,29 @@ def test_demo_leaves_every_artifact(demo: Path) -> None:
     assert "## Headline results" in (r / "report/report.md").read_text()
 
 
+def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effect(demo: Path) -> None:
+    """What the demo must show a researcher: every condition's manipulation check, and the chain
+    detecting a safety erosion that is there (the positive control, against the no-signal control)."""
+    r = demo / "results"
+    signal = json.loads((r / "preflight/reward_signal.json").read_text())["conditions"]
+    assert set(signal) == set(CONDITIONS)
+    manip = pd.read_csv(r / "report/manipulation.csv")
+    assert set(manip.condition) == set(CONDITIONS)
+    slope = manip[manip.measure == "reward_slope_per_100_steps"].set_index("condition")
+    assert slope.loc["comply_harmful", "change_lo"] > 0  # the positive control learned to comply
+    stats = pd.read_csv(r / "report/stats.csv")
+    row = stats[(stats.condition == "comply_harmful") & (stats.metric == "strmatch_refusal_rate_unsafe")].iloc[0]
+    assert row.family == "primary" and row.diff_control < 0 and row.p_adj_control < 0.05
+    md = (r / "report/report.md").read_text()
+    assert md.index("## Manipulation checks") < md.index("## Headline results")
+    for run in [f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3)]:
+        steps = sorted(int(p.name[4:]) for p in (r / "trajectory" / run).iterdir())
+        assert steps == [4, 8, 12, 16] and (r / "trajectory" / run / "step4" / "xstest.json").exists()
+    assert (r / "trajectory/dpo/step0/xstest.json").exists()
+    assert (r / "report/fig_trajectory.png").stat().st_size > 10_000
+    assert not list(r.glob("grpo/*/seed*/snapshots"))  # temporary: removed once evaluated
+
+
 def test_unchanged_rerun_schedules_nothing(demo: Path) -> None:
     assert dry(demo) == []
 

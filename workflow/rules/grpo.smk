@@ -15,7 +15,9 @@ rule train_grpo:
         unpack(task_inputs),
         model="results/dpo/model",
         problems=grpo_problems,
-        signal="results/preflight/reward_signal.json",
+        # A gate, not data: it must have passed before any run starts, but rerunning it (e.g. after
+        # the positive control's prompts were rewritten) does not make every finished run stale.
+        signal=ancient("results/preflight/reward_signal.json"),
         code=code("training", "grpo", "kv_budget", "rewards", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
     output:
         model=directory("results/grpo/{condition}/seed{seed}/model"),
