@@ -31,6 +31,8 @@ TRAJECTORY = config["eval"].get("trajectory") or {}
 TRAJECTORY_EVERY = TRAJECTORY.get("every")
 TRAJECTORY_BENCHMARKS = sorted(TRAJECTORY.get("benchmarks", {}))
 TRAJECTORY_RUNS = ["dpo", *RUNS] if TRAJECTORY_BENCHMARKS else []
+# Judge validation: the judge on reference-labelled answers (eval.judge_validation), upstream of the report.
+VALIDATION = config["eval"].get("judge_validation")
 SRC = "src/misalign_fv"
 
 
@@ -84,6 +86,23 @@ def download_spec(wildcards):
     """URL and sha256 of a benchmark file downloaded by a local rule."""
     spec = config["eval"]["benchmarks"][wildcards.benchmark]
     return {"url": spec["url"], "sha256": spec["sha256"]}
+
+
+def validation_files(name):
+    """A validation set's data files: local paths from config, or the pinned downloads."""
+    files = (VALIDATION or {}).get(name, {}).get("files", [])
+    return [
+        f["data"] if "data" in f else f"results/data/judge_validation/{name}/{f['url'].rsplit('/', 1)[-1]}"
+        for f in files
+    ]
+
+
+def validation_download_spec(wildcards):
+    """URL and sha256 of the validation file named by the output path."""
+    for f in VALIDATION[wildcards.vset]["files"]:
+        if f.get("url", "").rsplit("/", 1)[-1] == wildcards.file:
+            return {"url": f["url"], "sha256": f["sha256"]}
+    raise ValueError(f"eval.judge_validation.{wildcards.vset}: no file named {wildcards.file}")
 
 
 def grpo_params(wildcards):

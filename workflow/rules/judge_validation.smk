@@ -3,29 +3,11 @@
 # minimums. A failed validation flags every judged metric in the report.
 from misalign_fv.evaluate import JUDGE_MODULES
 
-VALIDATION = config["eval"].get("judge_validation")
 VALIDATION_SETS = [s for s in ("em", "xstest") if VALIDATION and s in VALIDATION]
 if VALIDATION and JUDGE is None:
     raise ValueError("eval.judge_validation needs eval.judge (the judge it validates)")
 if VALIDATION and "em" in VALIDATION and "em_main" not in BENCHMARKS:
     raise ValueError("eval.judge_validation.em needs eval.benchmarks.em_main (its file holds the EM judge prompts)")
-
-
-def validation_files(name):
-    """A validation set's data files: local paths from config, or the pinned downloads."""
-    files = (VALIDATION or {}).get(name, {}).get("files", [])
-    return [
-        f["data"] if "data" in f else f"results/data/judge_validation/{name}/{f['url'].rsplit('/', 1)[-1]}"
-        for f in files
-    ]
-
-
-def validation_download_spec(wildcards):
-    """URL and sha256 of the validation file named by the output path."""
-    for f in VALIDATION[wildcards.vset]["files"]:
-        if f.get("url", "").rsplit("/", 1)[-1] == wildcards.file:
-            return {"url": f["url"], "sha256": f["sha256"]}
-    raise ValueError(f"eval.judge_validation.{wildcards.vset}: no file named {wildcards.file}")
 
 
 rule judge_validation:
