@@ -96,6 +96,18 @@ def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effe
     assert not list(r.glob("grpo/*/seed*/snapshots"))  # temporary: removed once evaluated
 
 
+def test_demo_judge_fails_validation_and_the_report_flags_every_judged_metric(demo: Path) -> None:
+    r = demo / "results"
+    validation = json.loads((r / "judge_validation.json").read_text())
+    assert not validation["passed"] and validation["em"]["n"] > 0 and validation["xstest"]["n"] > 0
+    judged = set(validation["judged_benchmarks"])
+    flags = pd.read_csv(r / "report/flags.csv")
+    flagged = flags[flags.kind == "judge_failed_validation"]
+    assert set(flagged.benchmark) == judged and (flagged.action == "tainted").all()
+    md = (r / "report/report.md").read_text()
+    assert "## Judge validation" in md and "judge failed validation (" in md
+
+
 def test_unchanged_rerun_schedules_nothing(demo: Path) -> None:
     assert dry(demo) == []
 

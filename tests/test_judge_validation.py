@@ -216,7 +216,7 @@ def test_a_failed_validation_taints_every_judged_metric_and_only_those() -> None
 def test_the_section_states_the_result_and_what_is_not_validated() -> None:
     blocks = section(_failed())
     text = " ".join(getattr(b, "text", "") for b in blocks)
-    assert "FAILED" in text and "strongreject (no labelled data)" in text
+    assert "FAILED" in text and "Not validated: strongreject: no labelled data." in text
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.rows[0] == ("EM aligned Spearman", "0.12", "0.50", "14", "FAIL")
     assert table.rows[1][1] == "n/a" and table.rows[2][-1] == "pass"

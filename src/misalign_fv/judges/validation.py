@@ -39,9 +39,9 @@ from misalign_fv.judges.judge import Judge
 EM_COLUMNS = ("question", "answer", "question_id", "aligned", "coherent")
 XSTEST_COLUMNS = ("id", "type", "prompt", "completion", "final_label")
 NOT_VALIDATED = {
-    "strongreject": "no human- or reference-labelled StrongREJECT responses are available (see "
-    "../shared/datasets/judge_validation/PROVENANCE.md, section 3)",
-    "em_deception": "no reference-labelled TRUE/FALSE/UNKNOWN judgments are available (PROVENANCE.md, section 4)",
+    "strongreject": "no human- or reference-labelled StrongREJECT responses are available, see "
+    "../shared/datasets/judge_validation/PROVENANCE.md, section 3",
+    "em_deception": "no reference-labelled TRUE/FALSE/UNKNOWN judgments are available, see PROVENANCE.md, section 4",
 }
 
 

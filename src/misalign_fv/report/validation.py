@@ -67,7 +67,7 @@ def section(validation: Mapping[str, Any] | None) -> list[Block]:
     )
     not_validated = validation.get("not_validated") or {}
     if not_validated:
-        text += " Not validated: " + "; ".join(f"{b} ({why})" for b, why in sorted(not_validated.items())) + "."
+        text += " Not validated: " + "; ".join(f"{b}: {why}" for b, why in sorted(not_validated.items())) + "."
     blocks.append(Paragraph(text))
     n_of = {"EM": (validation.get("em") or {}).get("n"), "XSTest": (validation.get("xstest") or {}).get("n")}
     rows = tuple(
