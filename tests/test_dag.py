@@ -30,8 +30,7 @@ def test_real_config_plans_the_whole_experiment(ws: Path) -> None:
     assert counts["evaluate_trajectory"] == 16  # the DPO model (step 0) + one job per run
     assert counts["prepare_positive_control"] == 1 and counts["reward_signal"] == 1
     assert counts["report"] == 1
-    jobs = out.split("\n\n")
-    grpo = [j for j in jobs if "rule train_grpo:" in j]
+    grpo = [j.split("\n[", 1)[0] for j in out.split("rule train_grpo:")[1:]]
     assert sum("results/data/positive_control/prompts.jsonl" in j for j in grpo) == 3  # comply_harmful x 3 seeds
     assert all("results/preflight/reward_signal.json" in j for j in grpo)  # the preflight is upstream of every run
 

@@ -130,6 +130,28 @@ def trajectory_settings(wildcards):
     return {**benchmark_settings(wildcards), **(TRAJECTORY["benchmarks"][wildcards.benchmark] or {})}
 
 
+def grpo_problems(wildcards):
+    """The prompts a run trains on: the curated narrow-task problems, or the positive control's requests."""
+    if run_task(wildcards.condition, TASK) == HARMFUL_TASK:
+        return "results/data/positive_control/prompts.jsonl"
+    return "results/curate/problems.jsonl"
+
+
+def trajectory_inputs(wildcards):
+    """A trajectory job's models: the DPO model, or one run's snapshots and final model."""
+    if wildcards.run == "dpo":
+        return {"model": "results/dpo/model"}
+    return {"model": f"results/grpo/{wildcards.run}/model", "snapshots": f"results/grpo/{wildcards.run}/snapshots"}
+
+
+def run_max_steps(wildcards):
+    """max_steps of a trajectory job's run (0 for the DPO model, the trajectory's step 0)."""
+    if wildcards.run == "dpo":
+        return 0
+    condition, _, _ = wildcards.run.partition("/")
+    return grpo_params(SimpleNamespace(condition=condition))["max_steps"]
+
+
 def report_outputs():
     """The default target's inputs: every trained model (so a deleted one is rebuilt) and the
     report, which in turn needs every eval JSON."""

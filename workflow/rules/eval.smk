@@ -55,13 +55,6 @@ rule judge_model:
 
 
 
-def trajectory_inputs(wildcards):
-    """A trajectory job's models: the DPO model, or one run's snapshots and final model."""
-    if wildcards.run == "dpo":
-        return {"model": "results/dpo/model"}
-    return {"model": f"results/grpo/{wildcards.run}/model", "snapshots": f"results/grpo/{wildcards.run}/snapshots"}
-
-
 rule evaluate_trajectory:
     input:
         unpack(trajectory_inputs),
@@ -72,8 +65,8 @@ rule evaluate_trajectory:
         directory("results/trajectory/{run}"),
     params:
         benchmarks=lambda wc: {b: trajectory_settings(SimpleNamespace(benchmark=b)) for b in TRAJECTORY_BENCHMARKS},
-        steps=lambda wc: [] if wc.run == "dpo" else trajectory_steps(grpo_params(SimpleNamespace(condition=wc.run.split("/")[0]))["max_steps"], TRAJECTORY_EVERY),
-        max_steps=lambda wc: 0 if wc.run == "dpo" else grpo_params(SimpleNamespace(condition=wc.run.split("/")[0]))["max_steps"],
+        steps=lambda wc: trajectory_steps(run_max_steps(wc), TRAJECTORY_EVERY),
+        max_steps=run_max_steps,
         backend=config["eval"]["backend"],
         batch_size=config["eval"]["batch_size"],
         seed=config["seed"],

@@ -3,13 +3,6 @@
 # the DPO model's own samples would teach nothing.
 
 
-def grpo_problems(wildcards):
-    """The prompts a run trains on: the curated narrow-task problems, or the positive control's requests."""
-    if run_task(wildcards.condition, TASK) == HARMFUL_TASK:
-        return "results/data/positive_control/prompts.jsonl"
-    return "results/curate/problems.jsonl"
-
-
 rule train_grpo:
     input:
         unpack(task_inputs),
