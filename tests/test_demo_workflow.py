@@ -20,7 +20,7 @@ from workspace import REPO, SNAKEMAKE, copy_repo, planned_jobs, snakemake, write
 pytestmark = pytest.mark.slow
 
 DEMO = ("--profile", "profiles/local", "--configfile", "config/demo.yaml", "--cores", "2")
-CONDITIONS = ["comply_harmful", "shuffled", "ut_exploit", "ut_inverted", "ut_shaped"]
+CONDITIONS = ["comply_harmful", "shuffled", "ut_exploit", "ut_shaped"]
 CHECKPOINTS = ["base", "dpo", *(f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3))]
 BENCHMARKS = sorted(yaml.safe_load((REPO / "config/demo.yaml").read_text())["eval"]["benchmarks"])
 
@@ -90,7 +90,7 @@ def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effe
     assert md.index("## Manipulation checks") < md.index("## Headline results")
     for run in [f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3)]:
         steps = sorted(int(p.name[4:]) for p in (r / "trajectory" / run).iterdir())
-        assert steps == [4, 8, 12, 16] and (r / "trajectory" / run / "step4" / "xstest.json").exists()
+        assert steps == [8, 16] and (r / "trajectory" / run / "step8" / "xstest.json").exists()
     assert (r / "trajectory/dpo/step0/xstest.json").exists()
     assert (r / "report/fig_trajectory.png").stat().st_size > 10_000
     assert not list(r.glob("grpo/*/seed*/snapshots"))  # temporary: removed once evaluated
@@ -115,14 +115,14 @@ def test_unchanged_rerun_schedules_nothing(demo: Path) -> None:
 def test_one_condition_change_reruns_exactly_its_chain(demo: Path, tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path / "demo.yaml", demo / "config/demo.yaml",
-        lambda c: c["grpo"]["conditions"].update(ut_inverted={"learning_rate": 0.0002}),
+        lambda c: c["grpo"]["conditions"].update(ut_shaped={"learning_rate": 0.0002}),
     )  # fmt: skip
     out = snakemake(demo, "-n", "--profile", "profiles/local", "--configfile", str(cfg)).stdout
     jobs = planned_jobs(out)
     counts = Counter(rule for rule, _ in jobs)
     assert counts == {"train_grpo": 3, "evaluate": 3 * len(BENCHMARKS), "evaluate_trajectory": 3, "report": 1, "all": 1}, counts
-    assert {w["condition"] for r, w in jobs if r == "train_grpo"} == {"ut_inverted"}
-    assert {w["checkpoint"].split("/")[0] for r, w in jobs if r == "evaluate"} == {"ut_inverted"}
+    assert {w["condition"] for r, w in jobs if r == "train_grpo"} == {"ut_shaped"}
+    assert {w["checkpoint"].split("/")[0] for r, w in jobs if r == "evaluate"} == {"ut_shaped"}
 
 
 def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
@@ -140,16 +140,22 @@ def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
     assert summary["resumed_from"] == summary["steps_done"]
 
 
-def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path) -> None:
+def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path, tmp_path: Path) -> None:
     import shutil
 
-    run = demo / "results/grpo/shuffled/seed3"
-    scratch = demo / "work/checkpoints/grpo/shuffled/seed3"
+    # This run must not stop early by collapse (an outcome the demo allows): no collapse rule for it.
+    cfg = write_config(
+        tmp_path / "demo.yaml", demo / "config/demo.yaml",
+        lambda c: c["grpo"]["conditions"].update(ut_shaped={"collapse": {"patience": 1000}}),
+    )  # fmt: skip
+    run_args = ("--profile", "profiles/local", "--configfile", str(cfg), "--cores", "2")
+    run = demo / "results/grpo/ut_shaped/seed3"
+    scratch = demo / "work/checkpoints/grpo/ut_shaped/seed3"
     shutil.rmtree(scratch)
     shutil.rmtree(run)
-    target = "results/grpo/shuffled/seed3/summary.json"
+    target = "results/grpo/ut_shaped/seed3/summary.json"
     proc = subprocess.Popen(
-        [*SNAKEMAKE, *DEMO, target], cwd=demo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*SNAKEMAKE, target, *run_args], cwd=demo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 300
@@ -162,8 +168,8 @@ def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (run / "summary.json").exists()
-    snakemake(demo, *DEMO, "--unlock")  # what a user does after a killed controller
-    snakemake(demo, *DEMO, target)
+    snakemake(demo, *run_args, "--unlock")  # what a user does after a killed controller
+    snakemake(demo, target, *run_args)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from"] >= 8 and summary["steps_done"] == 16
     steps = pd.read_csv(run / "metrics.csv").step
