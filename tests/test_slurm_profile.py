@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 RUN = ("--profile", "profiles/rivanna", "--slurm-init-seconds-before-status-checks", "2")
 DEMO = ("--configfile=config/demo.yaml",)
-FIRST_TARGETS = ("results/grpo/shuffled/seed1/summary.json", "results/eval/base/truthfulqa_mc.json")
+FIRST_TARGETS = ("results/grpo/shuffled/seed1/summary.json", "results/eval/base/xstest.json")
 GPU_RULES = {"train_dpo", "dpo_gate", "curate", "reward_signal", "train_grpo", "evaluate"}
 COMMENT = re.compile(r"rule_(?P<rule>.+?)(?:_wildcards_(?P<wc>.*))?$")
 
@@ -101,7 +101,7 @@ def test_unset_account_stops_before_anything_is_submitted(ws: Path, slurm_cluste
     env = {k: v for k, v in user_env(slurm_cluster).items() if k != "SBATCH_ACCOUNT"}
     before = slurm_cluster.jobs()
     proc = subprocess.run(
-        [*SNAKEMAKE, *RUN, *DEMO, "results/eval/dpo/humaneval.json"], cwd=ws, env=env,
+        [*SNAKEMAKE, *RUN, *DEMO, "results/eval/dpo/xstest.json"], cwd=ws, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.returncode != 0
@@ -207,14 +207,14 @@ def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
     assert steps.is_unique and steps.max() == summary["max_steps"]
 
 
-BAD_TARGET = "results/eval/base/humaneval.json"
-BAD_SAMPLES = "results/eval/base/humaneval.samples.jsonl.gz"
-GOOD_TARGET = "results/eval/dpo/truthfulqa_mc.json"
+BAD_TARGET = "results/eval/base/xstest.json"
+BAD_SAMPLES = "results/eval/base/xstest.samples.jsonl.gz"
+GOOD_TARGET = "results/judge_validation.json"  # a GPU job that does not read the broken file
 
 
 @pytest.fixture(scope="module")
 def bad(first: tuple[list[tuple[str, str]], Run], ws: Path, slurm_cluster: SlurmCluster) -> Run:  # noqa: F811
-    """One benchmark pointed at the wrong file (TruthfulQA's JSON as HumanEval's JSONL), two targets.
+    """One benchmark pointed at the wrong file (TruthfulQA's JSON as XSTest's CSV), two targets.
 
     A truncated samples file of the failing job is planted first, as an interrupted attempt
     would leave it.
@@ -222,29 +222,29 @@ def bad(first: tuple[list[tuple[str, str]], Run], ws: Path, slurm_cluster: Slurm
     (ws / BAD_SAMPLES).parent.mkdir(parents=True, exist_ok=True)
     (ws / BAD_SAMPLES).write_bytes(b"\x1f\x8b\x08")
     cfg = write_config(
-        ws / "config/demo_bad_humaneval.yaml", ws / "config/demo.yaml",
-        lambda c: c["eval"]["benchmarks"]["humaneval"].update(data="resources/demo/truthfulqa_mini.json"),
+        ws / "config/demo_bad_xstest.yaml", ws / "config/demo.yaml",
+        lambda c: c["eval"]["benchmarks"]["xstest"].update(data="resources/demo/truthfulqa_mini.json"),
     )  # fmt: skip
     return run(ws, slurm_cluster, f"--configfile={cfg.relative_to(ws)}", BAD_TARGET, GOOD_TARGET)
 
 
 def test_bad_input_fails_a_bounded_number_of_times_and_leaves_no_output(bad: Run, ws: Path) -> None:
     retries = profile(ws)["retries"]
-    failed = bad.of("evaluate", "base_humaneval")
+    failed = bad.of("evaluate", "base_xstest")
     assert bad.returncode != 0
     assert [j["State"] for j in failed] == ["FAILED"] * (1 + retries)
     assert not (ws / BAD_TARGET).exists() and not (ws / BAD_SAMPLES).exists()
-    log = (ws / "logs/evaluate/base/humaneval.log").read_text()
+    log = (ws / "logs/evaluate/base/xstest.log").read_text()
     assert "truthfulqa_mini.json" in log
 
 
 def test_keep_going_lets_the_independent_branch_finish(bad: Run, ws: Path) -> None:
-    assert [j["State"] for j in bad.of("evaluate", "dpo_truthfulqa_mc")] == ["COMPLETED"]
-    assert json.loads((ws / GOOD_TARGET).read_text())["n"] > 0
+    assert [j["State"] for j in bad.of("judge_validation")] == ["COMPLETED"]
+    assert json.loads((ws / GOOD_TARGET).read_text())["xstest"]["n"] > 0
 
 
 def test_rerun_after_the_fix_submits_only_the_failed_job(bad: Run, ws: Path, slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     fixed = run(ws, slurm_cluster, *DEMO, BAD_TARGET, GOOD_TARGET)
     assert fixed.returncode == 0, fixed.output[-4000:]
-    assert [(job_key(j), j["State"]) for j in fixed.jobs] == [(("evaluate", "base_humaneval"), "COMPLETED")]
+    assert [(job_key(j), j["State"]) for j in fixed.jobs] == [(("evaluate", "base_xstest"), "COMPLETED")]
     assert json.loads((ws / BAD_TARGET).read_text())["n"] > 0
