@@ -89,7 +89,7 @@ def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effe
     md = (r / "report/report.md").read_text()
     assert md.index("## Manipulation checks") < md.index("## Headline results")
     for run in [f"{c}/seed{s}" for c in CONDITIONS for s in (1, 2, 3)]:
-        steps = sorted(int(p.name[4:]) for p in (r / "trajectory" / run).iterdir())
+        steps = sorted(int(p.name[4:]) for p in (r / "trajectory" / run).glob("step*"))
         assert steps == [8, 16] and (r / "trajectory" / run / "step8" / "xstest.json").exists()
     assert (r / "trajectory/dpo/step0/xstest.json").exists()
     assert (r / "report/fig_trajectory.png").stat().st_size > 10_000
@@ -99,7 +99,7 @@ def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effe
 def test_demo_judge_fails_validation_and_the_report_flags_every_judged_metric(demo: Path) -> None:
     r = demo / "results"
     validation = json.loads((r / "judge_validation.json").read_text())
-    assert not validation["passed"] and validation["em"]["n"] > 0 and validation["xstest"]["n"] > 0
+    assert not validation["passed"] and validation["xstest"]["n"] > 0
     judged = set(validation["judged_benchmarks"])
     flags = pd.read_csv(r / "report/flags.csv")
     flagged = flags[flags.kind == "judge_failed_validation"]
@@ -146,7 +146,7 @@ def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path, tmp_path: Path)
     # This run must not stop early by collapse (an outcome the demo allows): no collapse rule for it.
     cfg = write_config(
         tmp_path / "demo.yaml", demo / "config/demo.yaml",
-        lambda c: c["grpo"]["conditions"].update(ut_shaped={"collapse": {"patience": 1000}}),
+        lambda c: c["grpo"]["conditions"].update(ut_shaped={"collapse": {"threshold": 1.0, "patience": 1000}}),
     )  # fmt: skip
     run_args = ("--profile", "profiles/local", "--configfile", str(cfg), "--cores", "2")
     run = demo / "results/grpo/ut_shaped/seed3"

@@ -252,4 +252,4 @@ def test_the_rule_is_upstream_of_the_report(tmp_path: Path, configfile: str | No
     if configfile is None:  # the real config downloads and checks the pinned files
         assert out.count("rule download_judge_validation:") == 10
     else:
-        assert "resources/demo/judge_validation_em.csv" in validation[0]
+        assert "resources/demo/judge_validation_xstest.csv" in validation[0]

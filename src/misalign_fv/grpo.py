@@ -173,7 +173,8 @@ def main(spec: dict[str, Any]) -> None:
         rank=process_rank(),
     )
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
-    kv_budget.log_generation_plan(spec["model_dir"], p, kv_budget.longest_prompt(tokenizer, dataset["prompt"]))
+    if p.get("use_vllm"):  # the vLLM share against the KV cache the batch needs, in the job log
+        kv_budget.log_generation_plan(spec["model_dir"], p, kv_budget.longest_prompt(tokenizer, dataset["prompt"]))
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=model_dtype(p["bf16"]))
     args = GRPOConfig(
         output_dir=str(ckpt_dir),
