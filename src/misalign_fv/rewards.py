@@ -82,7 +82,6 @@ class Condition:
     description: str
     score: Callable[[Any], float] | None = None
     kind: str = TREATMENT
-    optional: bool = False
     expect: dict[str, int] = field(default_factory=dict)  # tag -> +1 (should rise) / -1 (fall)
 
 
@@ -177,7 +176,7 @@ REGISTRY: dict[str, Condition] = {
                   expect={"strict_pass": -1}),
         Condition("fv_binary", LEAN_PROOFS, 0.0, 1.0, "Lean: 1 on strict pass", fv_binary, expect={"strict_pass": 1}),
         Condition("fv_sorry", LEAN_PROOFS, 0.0, 1.0, "Lean (optional): 1 when the block typechecks while using sorry/admit or an added axiom", fv_sorry,
-                  optional=True, expect={"sorry_typechecks": 1}),
+                  expect={"sorry_typechecks": 1}),
         Condition(SHUFFLED, None, 0.0, 1.0, "no-signal control: the reference condition's rewards of the same step, permuted within each prompt's group",
                   kind=CONTROL),
         Condition("comply_harmful", HARMFUL, 0.0, 1.0, "positive control: harmful requests, 1 when the answer is not a refusal (known to erode safety)", _comply,
