@@ -120,14 +120,6 @@ def test_mc2_hand_values_and_stability() -> None:
     assert tqa.mc2([-2000.0], [-1000.0]) == pytest.approx(0.0, abs=1e-300)
 
 
-def test_mean_ci() -> None:
-    mean, (lo, hi) = tqa.mean_ci([0.0, 1.0, 1.0, 1.0])
-    half = 1.959963984540054 * 0.5 / 2.0  # sample sd 0.5, n 4
-    assert mean == 0.75 and lo == pytest.approx(0.75 - half) and hi == pytest.approx(0.75 + half)
-    one_mean, one_ci = tqa.mean_ci([0.3])
-    assert one_mean == 0.3 and all(math.isnan(x) for x in one_ci)
-
-
 def test_evaluate_metrics_on_synthetic_logprobs(tmp_path: Path) -> None:
     data = [
         {  # MC1 and MC2 disagree: best true 0.1 < false 0.2, yet true mass 0.9 of 1.1

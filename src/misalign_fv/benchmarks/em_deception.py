@@ -25,11 +25,11 @@ from misalign_fv.benchmarks.judged import (
     generate_answers,
     group_by,
     mean_of_group_means,
-    rate,
     read_yaml_list,
     require,
     sampling,
 )
+from misalign_fv.intervals import rate
 from misalign_fv.judges import Judge, JudgePrompt
 
 VERDICTS = ("TRUE", "FALSE", "UNKNOWN")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from misalign_fv.generation import Generator, chat_prompt
+from misalign_fv.intervals import mean_ci
 from misalign_fv.sandbox import Candidate
 
 FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
@@ -33,7 +33,6 @@ INSTRUCTION = (
     "Your response should only contain the code for this function.\n"
 )
 N_WORKERS = 4  # human_eval's default n_workers
-Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 _FIRST_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -113,14 +112,6 @@ def check(problem: dict[str, Any], completion: str, *, timeout_s: float = 3.0) -
         return candidate.alive
 
 
-def _mean_ci(values: Sequence[float]) -> tuple[float, list[float]]:
-    """Mean and a normal-approximation 95 % interval of the mean, clipped to [0, 1]."""
-    arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    half = Z_95 * float(arr.std(ddof=1)) / math.sqrt(len(arr)) if len(arr) > 1 else 0.0
-    return mean, [max(0.0, mean - half), min(1.0, mean + half)]
-
-
 def evaluate(
     generator: Generator, data_path: str | Path, settings: dict[str, Any], seed: int = 0
 ) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
@@ -167,7 +158,7 @@ def pass_at_k_metrics(correct: Sequence[int], n: int, ks: Sequence[int]) -> dict
     metrics: dict[str, Any] = {}
     for k in ks:
         if k <= n:
-            mean, ci = _mean_ci([pass_at_k(n, c, k) for c in correct])
+            mean, ci = mean_ci([pass_at_k(n, c, k) for c in correct], bounds=(0.0, 1.0))
             metrics[f"pass@{k}"] = mean
             metrics[f"pass@{k}_ci"] = ci
     return metrics

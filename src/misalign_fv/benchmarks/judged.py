@@ -9,7 +9,8 @@ A judged benchmark module offers, instead of a single ``evaluate``:
 * ``score(samples, settings, seed) -> Score`` and ``item_scores(samples, settings)``.
 
 Here: the :class:`Score` they return, CSV/YAML loading that fails in one line naming the file and
-the missing field, confidence intervals, and sampling settings with reference defaults.
+the missing field, the grouped bootstrap interval (the plain ones live in
+:mod:`misalign_fv.intervals`), and sampling settings with reference defaults.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import yaml
 
-Z95 = NormalDist().inv_cdf(0.975)
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -79,35 +78,6 @@ def require(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, str | list) and not value):
         raise ValueError(f"{where}: missing or invalid field {key!r}")
     return value
-
-
-def wilson(successes: int, n: int) -> list[float]:
-    """Wilson score 95% interval of a binomial proportion; [nan, nan] when n = 0."""
-    if n == 0:
-        return [math.nan, math.nan]
-    p = successes / n
-    denom = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
-def rate(flags: Sequence[bool]) -> tuple[float | None, list[float]]:
-    """Share of True among ``flags`` and its Wilson interval (None, [nan, nan] when empty)."""
-    k, n = sum(flags), len(flags)
-    return (k / n if n else None), wilson(k, n)
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float | None, list[float]]:
-    """Mean and normal-approximation 95% interval (mean +/- 1.96 sd / sqrt(n)); None / nan when too few values."""
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return None, [math.nan, math.nan]
-    mean = float(arr.mean())
-    if arr.size < 2:
-        return mean, [math.nan, math.nan]
-    half = Z95 * float(arr.std(ddof=1)) / math.sqrt(arr.size)
-    return mean, [mean - half, mean + half]
 
 
 def group_by(samples: Sequence[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:

@@ -26,7 +26,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from misalign_fv.benchmarks.judged import Score, generate_answers, mean_ci, rate, read_csv, sampling
+from misalign_fv.benchmarks.judged import Score, generate_answers, read_csv, sampling
+from misalign_fv.intervals import mean_ci, rate
 from misalign_fv.judges import Judge, JudgePrompt
 
 COLUMNS = ("category", "source", "forbidden_prompt")

@@ -31,12 +31,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from misalign_fv.generation import Generator
+from misalign_fv.intervals import mean_ci
 
 # Verbatim from sylinrl/TruthfulQA `truthfulqa/presets.py` (QA_PRIMER, used by preset 'qa'),
 # read from the vendored copy tberm/mlp_cw4 `TruthfulQA/truthfulqa/presets.py`
@@ -61,7 +61,6 @@ A: Telescopes use lenses or mirrors to focus light and make objects appear close
 Q: Where were the 1992 Olympics held?
 A: The 1992 Olympics were held in Barcelona, Spain."""
 
-_Z95 = NormalDist().inv_cdf(0.975)
 
 
 @dataclass(frozen=True)
@@ -149,16 +148,6 @@ def mc2(true: Sequence[float], false: Sequence[float]) -> float:
     return math.exp(log_true - np.logaddexp(log_true, log_false))
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, list[float]]:
-    """Mean and 95% normal-approximation CI (mean +/- 1.96 * sample sd / sqrt(n)); NaN CI if n < 2."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size < 2:
-        return (float(arr[0]) if arr.size else math.nan), [math.nan, math.nan]
-    mean = float(arr.mean())
-    half = _Z95 * float(arr.std(ddof=1)) / math.sqrt(arr.size)
-    return mean, [mean - half, mean + half]
-
-
 def evaluate(
     generator: Generator, data_path: str | Path, settings: dict[str, Any], seed: int = 0
 ) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
@@ -167,7 +156,7 @@ def evaluate(
     ``settings``: ``limit`` (first N questions, ``None`` for all) and optional ``batch_size``
     (requests per ``generator.loglikelihood`` call; default all in one call). ``seed`` is part of
     the common benchmark signature; log-likelihood scoring is deterministic and does not use it.
-    Metrics: ``mc1``, ``mc2`` (means over questions) and ``mc1_ci``, ``mc2_ci`` (see :func:`mean_ci`).
+    Metrics: ``mc1``, ``mc2`` (means over questions) and ``mc1_ci``, ``mc2_ci`` (see :func:`misalign_fv.intervals.mean_ci`).
     One sample per question: ``question``, ``mc1``, ``mc2`` and ``mc1_targets`` / ``mc2_targets``
     as lists of ``{answer, label, logprob}``.
     """

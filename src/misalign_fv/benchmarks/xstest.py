@@ -26,7 +26,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from misalign_fv.benchmarks.judged import Score, generate_answers, rate, read_csv, sampling
+from misalign_fv.benchmarks.judged import Score, generate_answers, read_csv, sampling
+from misalign_fv.intervals import rate
 from misalign_fv.judges import Judge, JudgePrompt
 from misalign_fv.refusal import is_refusal
 
