@@ -87,6 +87,18 @@ def test_run_entry_runs_a_cpu_job_in_process(tmp_path: Path, monkeypatch: pytest
     assert json.loads((tmp_path / "run" / "spec.json").read_text()) == spec
 
 
+def test_a_failed_launch_says_which_module_and_where_the_tracebacks_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ranks print their tracebacks to the log; the job's one error line names the module and the exit status."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"total_memory": H100})())
+    monkeypatch.setattr(training, "count_params", lambda d: 10**6)
+    monkeypatch.setattr(training, "launch_command", lambda *a: [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    expected = r"^misalign_fv.grpo exited with status 3 under accelerate launch \(zero3, 2 GPUs\); each rank's traceback is in the log$"
+    with pytest.raises(RuntimeError, match=expected):
+        training.run_entry("misalign_fv.grpo", {"model_dir": str(tmp_path)}, tmp_path / "spec.json")
+
+
 def test_weights_load_in_bf16_only_under_deepspeed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
@@ -128,6 +140,12 @@ class _OtherRankTrainer:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state = None
+
+    def add_callback(self, callback: Any) -> None:
+        pass
+
+    def remove_callback(self, callback: Any) -> None:
+        pass
 
     def train(self, resume_from_checkpoint: Any = None) -> None:
         self.calls.append("train")
@@ -220,7 +238,7 @@ def test_every_trainer_key_of_the_schema_reaches_trl(repo: Path) -> None:
     dpo_keys = set(schema["properties"]["dpo"]["properties"])
     grpo_keys = set(schema["$defs"]["grpo_params"]["properties"])
     assert dpo_keys - set(dpo.DPO_ARGS) == {"bf16"}
-    assert grpo_keys - set(grpo.GRPO_ARGS) == {"bf16", "test_timeout_s", "collapse"}
+    assert grpo_keys - set(grpo.GRPO_ARGS) == {"bf16", "reward_timeout_s", "collapse"}
     assert "use_liger_kernel" in dpo.DPO_ARGS and "use_liger_kernel" in grpo.GRPO_ARGS
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from misalign_fv.io import read_json, write_json
+from misalign_fv.logs import setup_logging
 from misalign_fv.training import (
     finished_state,
+    follow,
     model_dtype,
     precision_kwargs,
     process_rank,
@@ -18,6 +21,8 @@ from misalign_fv.training import (
     save_final,
     write_metrics_csv,
 )
+
+log = logging.getLogger(__name__)
 
 DPO_ARGS = (
     "learning_rate", "beta", "loss_type", "loss_weights", "max_steps", "num_train_epochs",
@@ -56,6 +61,7 @@ def main(spec: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    setup_logging()  # a process of `accelerate launch` has not set it up
     p = spec["params"]
     ckpt_dir = Path(spec["ckpt_dir"])
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +82,7 @@ def main(spec: dict[str, Any]) -> None:
     state = finished_state(resume)
     if state is None:
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        follow(trainer, Path(spec["metrics_csv"]), resume)
         trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the weights collectively
         if not trainer.is_world_process_zero():
@@ -84,8 +91,10 @@ def main(spec: dict[str, Any]) -> None:
         state = trainer.state
     elif process_rank() != 0:  # a rerun of a finished run: rank 0 alone publishes it
         return
-    elif not final.is_dir():  # a rerun of a finished run: publish it without training
-        save_final(resume, spec["model_dir"], final)
+    else:  # a rerun of a finished run: publish it without training
+        log.info("already trained to step %d/%d (%s): publishing without training", state.global_step, state.max_steps, resume)
+        if not final.is_dir():
+            save_final(resume, spec["model_dir"], final)
     out_model = Path(spec["out_model"])
     if out_model.exists():
         shutil.rmtree(out_model)

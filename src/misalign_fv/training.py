@@ -10,12 +10,16 @@ import math
 import os
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PrinterCallback, TrainerCallback
 
 from misalign_fv.io import atomic_write_text, hash_obj, read_json, sha256_file, write_json
+from misalign_fv.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,12 @@ def run_entry(module: str, spec: dict[str, Any], spec_path: Path) -> None:
     if plan == "in_process":
         __import__(module, fromlist=["main"]).main(spec)
         return
-    subprocess.run(launch_command(module, spec_path, plan, n_gpus), check=True)
+    status = subprocess.run(launch_command(module, spec_path, plan, n_gpus)).returncode
+    if status != 0:
+        raise RuntimeError(
+            f"{module} exited with status {status} under accelerate launch ({plan}, {n_gpus} GPUs); "
+            "each rank's traceback is in the log"
+        )
 
 
 def resume_point(ckpt_dir: Path) -> tuple[str | None, int]:
@@ -158,6 +167,71 @@ def write_metrics_csv(log_history: list[dict[str, Any]], path: Path) -> int:
     return len(rows)
 
 
+# Metrics shown in the progress line when the trainer logs them (GRPO's, then DPO's); metrics.csv has all.
+KEY_METRICS = (
+    "loss", "reward", "reward_std", "frac_reward_zero_std", "kl", "grad_norm", "rewards/margins", "rewards/accuracies",
+)  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``H:MM:SS`` (``1 day, H:MM:SS`` past a day)."""
+    return str(timedelta(seconds=round(seconds)))
+
+
+def progress_line(step: int, total: int, elapsed: float, steps_this_attempt: int, logs: dict[str, Any]) -> str:
+    """``step 12/16 (75%) elapsed 0:01:23 ETA 0:00:27 loss=0.0123 reward=0.45 ...``.
+
+    ``elapsed`` and the rate behind the ETA count this attempt only (a resumed job restarts the
+    clock at its checkpoint); the ETA is ``?`` until a step of this attempt is done.
+    """
+    eta = duration(elapsed / steps_this_attempt * max(total - step, 0)) if steps_this_attempt > 0 else "?"
+    pct = f" ({100 * step // total}%)" if total else ""
+    shown = " ".join(f"{k}={logs[k]:.4g}" for k in KEY_METRICS if isinstance(logs.get(k), (int, float)))
+    return f"step {step}/{total}{pct} elapsed {duration(elapsed)} ETA {eta} {shown}".rstrip()
+
+
+class Progress(TrainerCallback):
+    """TrainerCallback: a run you can follow, from the main process only.
+
+    At every logging step: one INFO line (:func:`progress_line`) and ``metrics.csv`` rewritten
+    atomically with every step logged so far. At the start: whether the job resumed (from which
+    checkpoint, at which step of how many), and ``metrics.csv`` rewritten from the resumed state's
+    log history, so rows logged after that checkpoint by a killed attempt are dropped (they are
+    trained again) and rows before it are kept.
+    """
+
+    def __init__(self, metrics_csv: Path, checkpoint: str | None) -> None:
+        """Where the metrics go, and the checkpoint this job resumes from (None: a fresh start)."""
+        self.metrics_csv, self.checkpoint = Path(metrics_csv), checkpoint
+        self.start, self.first_step = time.monotonic(), 0
+        setup_logging()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """Start the clock, say whether this job resumed, and rewrite metrics.csv up to here."""
+        self.start, self.first_step = time.monotonic(), state.global_step
+        if not state.is_world_process_zero:
+            return
+        if self.checkpoint is None:
+            log.info("training: step 0/%d, a fresh start", state.max_steps)
+        else:
+            log.info("resumed from %s at step %d/%d", self.checkpoint, state.global_step, state.max_steps)
+        write_metrics_csv(state.log_history, self.metrics_csv)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        """Log the progress line and rewrite metrics.csv (not for the end-of-training summary)."""
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+            return
+        elapsed = time.monotonic() - self.start
+        log.info(progress_line(state.global_step, state.max_steps, elapsed, state.global_step - self.first_step, logs))
+        write_metrics_csv(state.log_history, self.metrics_csv)
+
+
+def follow(trainer: Any, metrics_csv: Path, checkpoint: str | None) -> None:
+    """Make ``trainer``'s run one to follow: :class:`Progress` replaces the metrics dict it prints."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(Progress(metrics_csv, checkpoint))
+
+
 def precision_kwargs(bf16: bool) -> dict[str, bool]:
     """bf16 only where a GPU can run it; CPU runs in fp32."""
     use = bool(bf16) and torch.cuda.is_available()
@@ -177,12 +251,12 @@ def model_dtype(bf16: bool) -> torch.dtype:
 
 
 def report_to(wandb: dict[str, Any], group: str, name: str) -> list[str]:
-    """TRL ``report_to`` list: W&B (offline by default, grouped) when enabled, else nothing."""
+    """TRL ``report_to`` list: W&B (offline by default, grouped under the config's ``run_name``) when enabled, else nothing."""
     if not wandb.get("enabled", False):
         return []
     os.environ.setdefault("WANDB_MODE", wandb.get("mode", "offline"))
     os.environ.setdefault("WANDB_PROJECT", wandb.get("project", "misalign-fv"))
-    os.environ["WANDB_RUN_GROUP"] = group
+    os.environ["WANDB_RUN_GROUP"] = f"{wandb['run_name']}/{group}" if wandb.get("run_name") else group
     os.environ["WANDB_NAME"] = name
     return ["wandb"]
 
