@@ -1,6 +1,7 @@
 # misalign-fv: does RL on a narrow formal-verification task erode safety training?
 # safety DPO -> gate -> curation -> GRPO (condition x seed) -> evaluation -> report.
-# Paths: results/<stage>/..., logs/<rule>/..., results/benchmarks/<rule>/... (Snakemake benchmark files).
+# Paths, under the config's own root (`results:`, e.g. results/demo): <stage>/..., logs/<rule>/...,
+# benchmarks/<rule>/... (Snakemake benchmark files).
 from snakemake.utils import min_version
 
 min_version("9.14.1")
@@ -13,12 +14,14 @@ if not workflow.config_settings.configfiles:
 
 
 include: "workflow/rules/common.smk"
+# Wildcards take only this config's values, so a path outside the experiment matches no rule (and a
+# results path on the command line is checked in one line first: common.smk).
 wildcard_constraints:
     condition="|".join(CONDITIONS),
-    seed=r"\d+",
+    seed="|".join(map(str, SEEDS)),
     benchmark="|".join(BENCHMARKS),
-    checkpoint="|".join(["base", "dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
-    run="|".join(["dpo", *(rf"{c}/seed\d+" for c in CONDITIONS)]),
+    checkpoint="|".join(CHECKPOINTS),
+    run="|".join(["dpo", *RUNS]),
 
 
 include: "workflow/rules/models.smk"
@@ -28,11 +31,14 @@ include: "workflow/rules/dpo.smk"
 include: "workflow/rules/curate.smk"
 include: "workflow/rules/grpo.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/preflight.smk"
 include: "workflow/rules/judge_validation.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every declared output of the experiment (temporary ones aside): deleting any one reruns its
+# producer and everything downstream of it.
 rule all:
     default_target: True
     input:
-        report_outputs(),
+        every_output,

@@ -1,6 +1,6 @@
 # Shared helpers: config validation, the experiment's dimensions, input functions.
-import glob
 import os
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,12 +11,40 @@ _SRC_ROOT = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC_ROOT)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC_ROOT, os.environ.get("PYTHONPATH")) if p))
 
-from misalign_fv.config import check, merged_condition, trajectory_steps
+from snakemake.io import is_flagged, strip_wildcard_constraints
+
+from misalign_fv.code_deps import code_inputs
+from misalign_fv.config import ConfigError, check, merged_condition, trajectory_steps
 from misalign_fv.rewards import HARMFUL as HARMFUL_TASK, REGISTRY, run_task
 
+# `--configfile config/demo.yaml results/.../x.json` makes the target a second config file.
+for _cf in workflow.config_settings.configfiles:
+    if Path(_cf).suffix not in (".yaml", ".yml"):
+        raise ConfigError(
+            f"config: {_cf}: read as a config file; put targets before --configfile, or write --configfile=FILE"
+        )
 
 for _warning in check(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"):
     logger.warning(f"WARNING: {_warning}")
+
+# Slurm: the profile's account comes from $SBATCH_ACCOUNT; unset, sbatch would get the literal text.
+if any(
+    "SBATCH_ACCOUNT" in str(getattr(r, "raw", ""))
+    for r in dict((workflow.resource_settings.default_resources or {}).items()).values()
+) and not os.environ.get("SBATCH_ACCOUNT"):
+    raise ConfigError(
+        "profile: SBATCH_ACCOUNT is not set; run `export SBATCH_ACCOUNT=<allocation>` (see `allocations`) first"
+    )
+
+# Every output, log and benchmark file of this config lives under its own root (config key `results`),
+# so the demo and the real experiment never overwrite each other.
+ROOT = config["results"].rstrip("/")
+
+
+def R(path):
+    """``path`` under this config's results root."""
+    return f"{ROOT}/{path}"
+
 
 TASK = config["task"]
 SCRATCH = os.path.expandvars(config["scratch_dir"])
@@ -33,12 +61,36 @@ TRAJECTORY_BENCHMARKS = sorted(TRAJECTORY.get("benchmarks", {}))
 TRAJECTORY_RUNS = ["dpo", *RUNS] if TRAJECTORY_BENCHMARKS else []
 # Judge validation: the judge on reference-labelled answers (eval.judge_validation), upstream of the report.
 VALIDATION = config["eval"].get("judge_validation")
-SRC = "src/misalign_fv"
 
 
-def code(*modules):
-    """Library modules that a job runs, declared as inputs so that code edits trigger a rerun."""
-    return [f"{SRC}/{m}.py" for m in ("io", *modules)]
+def _check_target(target):
+    """One line naming what is wrong with a results path outside this config's experiment."""
+    if not target.startswith("results/") and not target.startswith(ROOT + "/"):
+        return None
+    if not target.startswith(ROOT + "/"):
+        return f"target {target}: not under this config's results root {ROOT}/ (another config's? pass --configfile=FILE)"
+    for m in re.finditer(r"/(?:grpo|eval|trajectory)/([^/]+)/seed(\d+)(?:/|$)", target[len(ROOT):]):
+        if m.group(1) not in CONDITIONS:
+            return f"target {target}: condition {m.group(1)} is not in grpo.conditions ({', '.join(CONDITIONS)})"
+        if int(m.group(2)) not in SEEDS:
+            return f"target {target}: seed {m.group(2)} is not in grpo.seeds ({', '.join(map(str, SEEDS))})"
+    m = re.match(r"/eval/(?:[^/]+/seed\d+|base|dpo)/([^/.]+)\.", target[len(ROOT):])
+    if m and m.group(1) not in BENCHMARKS:
+        return f"target {target}: benchmark {m.group(1)} is not in eval.benchmarks ({', '.join(BENCHMARKS)})"
+    return None
+
+
+# Targets are not visible to a Snakefile; results paths on the command line are checked here so that
+# an unconfigured seed, condition or benchmark fails in one line instead of planning new GPU jobs.
+for _arg in sys.argv[1:]:
+    if (_problem := _check_target(_arg)) is not None:
+        raise ConfigError(_problem)
+
+
+def code(script, extra=(), exclude=()):
+    """The library files a rule's script runs (computed from its imports), declared as inputs so
+    that editing one reruns the rules that run it. ``extra``: modules loaded by name at run time."""
+    return code_inputs(f"workflow/scripts/{script}.py", "src", extra=extra, exclude=exclude)
 
 
 def tiny_warmup_inputs(wildcards):
@@ -49,23 +101,18 @@ def tiny_warmup_inputs(wildcards):
 
 
 def task_inputs(wildcards):
-    """What checking the narrow task needs: the Lean setup marker and verifier code for
-    lean_proofs (so every verifying job runs after setup_lean and reruns on verifier edits),
-    the sandbox code for python_tests."""
-    if TASK == "lean_proofs":
-        lean = ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")
-        sandbox = ("sandbox", "isolation", "_jail", "plain")  # the REPL runs in the sandbox
-        return {"lean_setup": "resources/lean/setup.json", "task_code": code("tasks/lean_proofs", *sandbox, *(f"verifier/{m}" for m in lean))}
-    return {"task_code": code("tasks/python_tests", "sandbox", "isolation", "_jail", "plain")}
+    """What checking the narrow task needs besides code: the Lean setup marker for lean_proofs (so
+    every verifying job runs after setup_lean)."""
+    return {"lean_setup": "resources/lean/setup.json"} if TASK == "lean_proofs" else {}
 
 
 def model_dir(wildcards):
     """Model directory of an evaluated checkpoint (base, dpo or condition/seedN)."""
     if wildcards.checkpoint == "base":
-        return "results/models/base"
+        return R("models/base")
     if wildcards.checkpoint == "dpo":
-        return "results/dpo/model"
-    return f"results/grpo/{wildcards.checkpoint}/model"
+        return R("dpo/model")
+    return R(f"grpo/{wildcards.checkpoint}/model")
 
 
 def benchmark_data(wildcards):
@@ -73,7 +120,7 @@ def benchmark_data(wildcards):
     spec = config["eval"]["benchmarks"][wildcards.benchmark]
     if "data" in spec:
         return spec["data"]
-    return f"results/data/benchmarks/{wildcards.benchmark}/{spec['url'].rsplit('/', 1)[-1]}"
+    return R(f"data/benchmarks/{wildcards.benchmark}/{spec['url'].rsplit('/', 1)[-1]}")
 
 
 def benchmark_settings(wildcards):
@@ -92,7 +139,7 @@ def validation_files(name):
     """A validation set's data files: local paths from config, or the pinned downloads."""
     files = (VALIDATION or {}).get(name, {}).get("files", [])
     return [
-        f["data"] if "data" in f else f"results/data/judge_validation/{name}/{f['url'].rsplit('/', 1)[-1]}"
+        f["data"] if "data" in f else R(f"data/judge_validation/{name}/{f['url'].rsplit('/', 1)[-1]}")
         for f in files
     ]
 
@@ -133,15 +180,15 @@ def trajectory_settings(wildcards):
 def grpo_problems(wildcards):
     """The prompts a run trains on: the curated narrow-task problems, or the positive control's requests."""
     if run_task(wildcards.condition, TASK) == HARMFUL_TASK:
-        return "results/data/positive_control/prompts.jsonl"
-    return "results/curate/problems.jsonl"
+        return R("data/positive_control/prompts.jsonl")
+    return R("curate/problems.jsonl")
 
 
 def trajectory_inputs(wildcards):
     """A trajectory job's models: the DPO model, or one run's snapshots and final model."""
     if wildcards.run == "dpo":
-        return {"model": "results/dpo/model"}
-    return {"model": f"results/grpo/{wildcards.run}/model", "snapshots": f"results/grpo/{wildcards.run}/snapshots"}
+        return {"model": R("dpo/model")}
+    return {"model": R(f"grpo/{wildcards.run}/model"), "snapshots": R(f"grpo/{wildcards.run}/snapshots")}
 
 
 def run_max_steps(wildcards):
@@ -152,15 +199,29 @@ def run_max_steps(wildcards):
     return grpo_params(SimpleNamespace(condition=condition))["max_steps"]
 
 
-def report_outputs():
-    """The default target's inputs: every trained model (so a deleted one is rebuilt) and the
-    report, which in turn needs every eval JSON."""
-    return [
-        "results/models/base",
-        "results/dpo/model",
-        *expand("results/grpo/{run}/model", run=RUNS),
-        "results/report/scores.csv",
-        "results/report/stats.csv",
-        "results/report/report.md",
-        "results/report/report.html",
-    ]
+def outputs(rule, **values):
+    """A rule's declared outputs, temporary ones left out, expanded over the given wildcard values."""
+    patterns = [strip_wildcard_constraints(str(f)) for f in getattr(rules, rule).rule.output if not is_flagged(f, "temp")]
+    return expand(patterns, **values) if values else list(patterns)
+
+
+def every_output(wildcards):
+    """The default target: every declared output of this config's experiment (temporary ones aside),
+    so that deleting any one of them reruns its producer and everything downstream of it."""
+    downloads = [p for p in map(benchmark_data, (SimpleNamespace(benchmark=b) for b in BENCHMARKS)) if p.startswith(ROOT)]
+    downloads += [p for name in ("em", "xstest") for p in validation_files(name) if p.startswith(ROOT)]
+    stages = [
+        "base_model", "prepare_safety", "prepare_pool", "train_dpo", "dpo_gate", "curate", "reward_signal", "report",
+        *(["prepare_positive_control"] if POSITIVE else []),
+        *(["judge_model"] if JUDGE_DIR == R("models/judge") else []),
+        *(["judge_validation"] if VALIDATION else []),
+        *(["cluster_preflight"] if workflow.is_rule("cluster_preflight") else []),
+        *(["setup_lean", "download_minif2f", "prepare_minif2f", "download_lean_problems", "prepare_lean_problems"] if "lean" in config else []),
+    ]  # fmt: skip
+    return sorted({
+        *downloads,
+        *(f for stage in stages for f in outputs(stage)),
+        *outputs("train_grpo", condition=CONDITIONS, seed=SEEDS),
+        *outputs("evaluate", checkpoint=CHECKPOINTS, benchmark=BENCHMARKS),
+        *(outputs("evaluate_trajectory", run=TRAJECTORY_RUNS) if TRAJECTORY_RUNS else []),
+    })  # fmt: skip

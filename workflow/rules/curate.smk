@@ -4,27 +4,23 @@
 rule curate:
     input:
         unpack(task_inputs),
-        model="results/dpo/model",
-        pool="results/data/narrow/problems.jsonl",
-        gate="results/dpo/gate.json",
-        code=code("curate", "gate", "generation", "rewards", "tasks/__init__"),
+        model=R("dpo/model"),
+        pool=R("data/narrow/problems.jsonl"),
+        gate=R("dpo/gate.json"),
+        code=code("curate"),
     output:
-        problems="results/curate/problems.jsonl",
-        pass_rates="results/curate/pass_rates.csv",
-        samples="results/curate/samples.jsonl.gz",
+        problems=R("curate/problems.jsonl"),
+        pass_rates=R("curate/pass_rates.csv"),
+        samples=R("curate/samples.jsonl.gz"),
     params:
         curate=config["curate"],
         task=TASK,
-        backend=config["eval"]["backend"],
         seed=config["seed"],
     conda:
         "../../envs/cluster.yaml"
     log:
-        "logs/curate.log",
+        R("logs/curate.log"),
     benchmark:
-        "results/benchmarks/curate.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=480,
+        R("benchmarks/curate.tsv")
     script:
         "../scripts/curate.py"

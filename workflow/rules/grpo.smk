@@ -6,33 +6,31 @@
 rule train_grpo:
     input:
         unpack(task_inputs),
-        model="results/dpo/model",
+        model=R("dpo/model"),
         problems=grpo_problems,
         # A gate, not data: it must have passed before any run starts, but rerunning it (e.g. after
         # the positive control's prompts were rewritten) does not make every finished run stale.
-        signal=ancient("results/preflight/reward_signal.json"),
-        code=code("training", "grpo", "kv_budget", "rewards", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
+        signal=ancient(R("preflight/reward_signal.json")),
+        code=code("train_grpo", extra=["misalign_fv.grpo"]),
     output:
-        model=directory("results/grpo/{condition}/seed{seed}/model"),
-        snapshots=temp(directory("results/grpo/{condition}/seed{seed}/snapshots")),
-        metrics="results/grpo/{condition}/seed{seed}/metrics.csv",
-        completions="results/grpo/{condition}/seed{seed}/completions.jsonl.gz",
-        summary="results/grpo/{condition}/seed{seed}/summary.json",
+        model=directory(R("grpo/{condition}/seed{seed}/model")),
+        snapshots=temp(directory(R("grpo/{condition}/seed{seed}/snapshots"))),
+        metrics=R("grpo/{condition}/seed{seed}/metrics.csv"),
+        completions=R("grpo/{condition}/seed{seed}/completions.jsonl.gz"),
+        summary=R("grpo/{condition}/seed{seed}/summary.json"),
     params:
         grpo=grpo_params,
         task=lambda wc: run_task(wc.condition, TASK),
         shuffle_reference=config["grpo"]["shuffle_reference"],
         trajectory_every=TRAJECTORY_EVERY,
-        wandb=config["grpo"].get("wandb", {}),
         ckpt_root=f"{SCRATCH}/grpo",
     conda:
         "../../envs/cluster.yaml"
     log:
-        "logs/train_grpo/{condition}/seed{seed}.log",
+        R("logs/train_grpo/{condition}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/train_grpo/{condition}/seed{seed}.tsv"
+        R("benchmarks/train_grpo/{condition}/seed{seed}.tsv")
     resources:
-        mem_mb=16000,
         runtime=training_runtime(72 * 60),
     script:
         "../scripts/train_grpo.py"
@@ -43,28 +41,24 @@ POSITIVE = any(run_task(c, TASK) == HARMFUL_TASK for c in CONDITIONS)
 
 rule reward_signal:
     input:
-        samples="results/curate/samples.jsonl.gz",
-        model="results/dpo/model",
-        prompts="results/data/positive_control/prompts.jsonl" if POSITIVE else [],
-        code=code("reward_signal", "rewards", "generation", "tasks/__init__", "tasks/harmful_compliance", "refusal"),
+        samples=R("curate/samples.jsonl.gz"),
+        model=R("dpo/model"),
+        prompts=R("data/positive_control/prompts.jsonl") if POSITIVE else [],
+        code=code("reward_signal"),
     output:
-        "results/preflight/reward_signal.json",
+        R("preflight/reward_signal.json"),
     params:
         conditions=CONDITIONS,
         shuffle_reference=config["grpo"]["shuffle_reference"],
         preflight=config["grpo"]["preflight"],
         positive=POSITIVE,
         curate={k: config["curate"][k] for k in ("k", "temperature", "max_new_tokens")},
-        backend=config["eval"]["backend"],
         seed=config["seed"],
     conda:
         "../../envs/cluster.yaml"
     log:
-        "logs/reward_signal.log",
+        R("logs/reward_signal.log"),
     benchmark:
-        "results/benchmarks/reward_signal.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=60,
+        R("benchmarks/reward_signal.tsv")
     script:
         "../scripts/reward_signal.py"

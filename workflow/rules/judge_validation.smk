@@ -16,9 +16,9 @@ rule judge_validation:
         xstest=validation_files("xstest"),
         em_questions=benchmark_data(SimpleNamespace(benchmark="em_main")) if "em" in VALIDATION_SETS else [],
         judge_model=JUDGE_DIR or [],
-        code=code("judges/validation", "benchmarks/em", "benchmarks/xstest", "refusal", *JUDGE_MODULES),
+        code=code("judge_validation"),
     output:
-        "results/judge_validation.json",
+        R("judge_validation.json"),
     params:
         settings=VALIDATION,
         judge=JUDGE,
@@ -27,19 +27,16 @@ rule judge_validation:
     conda:
         "../../envs/cluster.yaml"
     log:
-        "logs/judge_validation.log",
+        R("logs/judge_validation.log"),
     benchmark:
-        "results/benchmarks/judge_validation.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=120,
+        R("benchmarks/judge_validation.tsv")
     script:
         "../scripts/judge_validation.py"
 
 
 rule download_judge_validation:
     output:
-        "results/data/judge_validation/{vset}/{file}",
+        R("data/judge_validation/{vset}/{file}"),
     wildcard_constraints:
         vset="em|xstest",
     params:
@@ -47,9 +44,9 @@ rule download_judge_validation:
     conda:
         "../../envs/cluster.yaml"
     log:
-        "logs/download_judge_validation/{vset}/{file}.log",
+        R("logs/download_judge_validation/{vset}/{file}.log"),
     benchmark:
-        "results/benchmarks/download_judge_validation/{vset}/{file}.tsv"
+        R("benchmarks/download_judge_validation/{vset}/{file}.tsv")
     localrule: True
     script:
         "../scripts/download_benchmark.py"

@@ -5,18 +5,18 @@ rule base_model:
     input:
         unpack(tiny_warmup_inputs),
         corpus=config["base_model"].get("tiny", {}).get("corpus", []),
-        code=code("models"),
+        code=code("base_model"),
     output:
-        directory("results/models/base"),
+        directory(R("models/base")),
     params:
         base=config["base_model"],
         seed=config["seed"],
     conda:
         "../../envs/cluster.yaml"
     log:
-        "logs/base_model.log",
+        R("logs/base_model.log"),
     benchmark:
-        "results/benchmarks/base_model.tsv"
+        R("benchmarks/base_model.tsv")
     localrule: config["base_model"]["source"] == "hf"
     script:
         "../scripts/base_model.py"

@@ -5,7 +5,7 @@ from pathlib import Path
 from misalign_fv.logs import to_log
 from misalign_fv.training import checkpoint_dir, run_entry
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 params, wc = snakemake.params, snakemake.wildcards
 key = {
     "params": params.grpo,
@@ -29,6 +29,6 @@ spec = {
     "summary": snakemake.output.summary,
     "ckpt_dir": str(ckpt),
     "run_id": rid,
-    "wandb": params.wandb,
+    "wandb": {**snakemake.config["wandb"], "run_name": snakemake.config["run_name"]},  # not a param: toggling W&B reruns nothing
 }
 run_entry("misalign_fv.grpo", spec, ckpt / "spec.json")
