@@ -52,39 +52,34 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file (optionally gzip-compressed); a bad line raises naming file and line."""
+def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, record)`` for each non-blank line of a JSONL file of JSON objects.
+
+    The one JSONL reader: a name ending in ``.gz`` is read through gzip. A line that is not JSON
+    or not an object, or a file that cannot be decoded (not gzip, truncated, not UTF-8), raises a
+    one-line ValueError naming the file (and the line); a missing file raises FileNotFoundError.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    out = []
-    with opener(path, "rt") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-    return out
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                yield lineno, record
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable {'gzip ' if opener is gzip.open else ''}text file ({exc})") from None
 
 
-def jsonl_objects(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``("file:line", record)`` for each non-blank line of a JSONL file of JSON objects.
-
-    A line that is not JSON, or not an object, raises ValueError naming the file and line.
-    """
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            yield where, record
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSONL file (optionally gzip-compressed); errors as :func:`jsonl_objects`."""
+    return [record for _, record in jsonl_objects(path)]
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:

@@ -13,8 +13,6 @@ problems, reported only for k <= n.
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ import numpy as np
 
 from misalign_fv.generation import Generator, chat_prompt
 from misalign_fv.intervals import mean_ci
+from misalign_fv.io import jsonl_objects
 from misalign_fv.sandbox import Candidate
 
 FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
@@ -39,21 +38,12 @@ _FIRST_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 def load(path: str | Path) -> list[dict[str, Any]]:
     """Read HumanEval problems from ``.jsonl.gz`` or ``.jsonl``; ValueError names a bad line."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     problems: list[dict[str, Any]] = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            missing = [k for k in FIELDS if not isinstance(record.get(k), str)]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing or non-string field {missing[0]!r}")
-            problems.append(record)
+    for lineno, record in jsonl_objects(path):
+        missing = [k for k in FIELDS if not isinstance(record.get(k), str)]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: missing or non-string field {missing[0]!r}")
+        problems.append(record)
     return problems
 
 

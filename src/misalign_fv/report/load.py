@@ -7,7 +7,6 @@ line starting with the offending path, so a broken input never surfaces as a pan
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from misalign_fv.io import jsonl_objects
 
 # metrics.csv columns the report plots; any of them may be absent, none may be non-numeric.
 TRAINING_COLUMNS = (
@@ -209,22 +210,13 @@ def load_signal(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def _jsonl_gz(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a (gzip) JSONL file; a missing or malformed file raises ReportInputError."""
     if not path.is_file():
         raise ReportInputError(path, "file not found")
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ReportInputError(path, f"line {lineno}: not valid JSON ({exc})") from exc
-                if not isinstance(record, dict):
-                    raise ReportInputError(path, f"line {lineno}: not a JSON object")
-                yield lineno, record
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ReportInputError(path, f"not a readable gzip file ({exc})") from exc
+        yield from jsonl_objects(path)
+    except ValueError as exc:
+        raise ReportInputError(path, str(exc).removeprefix(str(path)).lstrip(":")) from exc
 
 
 def load_em_samples(path: str | Path) -> pd.DataFrame:

@@ -32,7 +32,8 @@ class Grade:
 def load_problems(path: str | Path) -> list[dict[str, Any]]:
     """Read ``{task_id, prompt}`` records; a missing or empty field fails in one line naming the record."""
     problems = []
-    for where, rec in jsonl_objects(path):
+    for lineno, rec in jsonl_objects(path):
+        where = f"{path}:{lineno}"
         for key in ("task_id", "prompt"):
             if not isinstance(rec.get(key), str) or not rec[key].strip():
                 raise ValueError(f"{where}: field {key!r} must be a non-empty string")

@@ -45,7 +45,8 @@ def load_problems(path: str | Path) -> list[dict[str, Any]]:
     """Read problem records; a bad one raises ValueError naming the file, line and field."""
     problems: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for where, record in jsonl_objects(path):
+    for lineno, record in jsonl_objects(path):
+        where = f"{path}:{lineno}"
         for field in FIELDS:
             if not isinstance(record.get(field), str):
                 raise ValueError(f"{where}: missing or non-string field {field!r}")

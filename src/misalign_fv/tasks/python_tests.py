@@ -41,7 +41,8 @@ _PYTHON_TAGS = ("python", "py")
 def load_problems(path: str | Path) -> list[dict[str, Any]]:
     """Read problem records from JSON Lines; raise a one-line ValueError on the first bad record."""
     problems: list[dict[str, Any]] = []
-    for where, record in jsonl_objects(path):
+    for lineno, record in jsonl_objects(path):
+        where = f"{path}:{lineno}"
         for field, kind in FIELDS.items():
             if field not in record:
                 raise ValueError(f"{where}: missing field {field!r}")
