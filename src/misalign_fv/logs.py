@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -25,6 +26,11 @@ def setup_logging() -> None:
     parent's logging set-up; the training callbacks call this so their lines reach the log.
     """
     logging.basicConfig(level=logging.INFO, format=FORMAT)
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``H:MM:SS`` (``1 day, H:MM:SS`` past a day)."""
+    return str(timedelta(seconds=round(seconds)))
 
 
 def failure_line(rule: str, exc: BaseException, log_path: str | Path) -> str:

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from transformers import PrinterCallback, TrainerCallback
 
 from misalign_fv.io import atomic_write_text, hash_obj, read_json, sha256_file, write_json
-from misalign_fv.logs import setup_logging
+from misalign_fv.logs import duration, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +170,6 @@ def write_metrics_csv(log_history: list[dict[str, Any]], path: Path) -> int:
 KEY_METRICS = (
     "loss", "reward", "reward_std", "frac_reward_zero_std", "kl", "grad_norm", "rewards/margins", "rewards/accuracies",
 )  # fmt: skip
-
-
-def duration(seconds: float) -> str:
-    """``seconds`` as ``H:MM:SS`` (``1 day, H:MM:SS`` past a day)."""
-    return str(timedelta(seconds=round(seconds)))
 
 
 def progress_line(step: int, total: int, elapsed: float, steps_this_attempt: int, logs: dict[str, Any]) -> str:
