@@ -223,3 +223,20 @@ def test_snakemake_shows_a_failed_script_once_in_one_line(tmp_path: Path, repo: 
     line = "ERROR broken: FileNotFoundError: data.jsonl: no such file (full log: logs/broken.log)"
     assert proc.returncode != 0 and out.count(line) == 1 and "Traceback" not in out
     assert "Traceback" in (tmp_path / "logs" / "broken.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_launched_training_process_logs_progress_without_the_jobs_logging_setup(tiny: Path, repo: Path) -> None:
+    """Under ``accelerate launch`` each rank is ``python -m misalign_fv.<stage> spec.json`` with the job's
+    log as its stderr and no logging set up: the progress lines must still reach the log."""
+    from misalign_fv.io import write_json
+
+    write_json(tiny / "spec.json", _spec("dpo", tiny, repo))
+    log = tiny / "job.log"
+    with open(log, "w") as fh:
+        proc = subprocess.run([sys.executable, "-m", "misalign_fv.dpo", str(tiny / "spec.json")], stdout=fh, stderr=fh,
+                              env={**os.environ, "PYTHONPATH": str(repo / "src")})  # fmt: skip
+    text = log.read_text()
+    assert proc.returncode == 0, text[-2000:]
+    assert len(re.findall(rf"misalign_fv\.training INFO step \d/{STEPS} \(\d+%\) elapsed ", text)) == STEPS
+    assert "{'loss'" not in text  # the Trainer's printed metrics dict is replaced by the progress line
