@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_EXTRA ?=
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test cost install clean-demo
+.PHONY: demo test cost status install clean-demo
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/local --configfile config/demo.yaml
+	$(VENV)/bin/snakemake --profile profiles/local --configfile=config/demo.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
@@ -31,5 +31,10 @@ CONFIG ?= config/config.yaml
 cost: $(STAMP)
 	$(PY) benchmarks/gpu/cost_model.py --config $(CONFIG)
 
+# Every training run of a config at a glance (done / running / collapsed / failed, step, reward, ETA),
+# read from its results tree, e.g. make status CONFIG=config/demo.yaml
+status: $(STAMP)
+	$(PY) -m misalign_fv.status --config $(CONFIG)
+
 clean-demo:
-	rm -rf results logs work .snakemake
+	rm -rf results/demo work .snakemake

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -39,7 +40,7 @@ def dry(ws: Path, *extra: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def test_demo_leaves_every_artifact(demo: Path) -> None:
-    r = demo / "results"
+    r = demo / "results/demo"
     assert (r / "models/base/config.json").exists() and (r / "models/base/tokenizer.json").exists()
     assert (r / "dpo/model/model.safetensors").exists()
     gate = json.loads((r / "dpo/gate.json").read_text())
@@ -76,7 +77,7 @@ def test_demo_leaves_every_artifact(demo: Path) -> None:
 def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effect(demo: Path) -> None:
     """What the demo must show a researcher: every condition's manipulation check, and the chain
     detecting a safety erosion that is there (the positive control, against the no-signal control)."""
-    r = demo / "results"
+    r = demo / "results/demo"
     signal = json.loads((r / "preflight/reward_signal.json").read_text())["conditions"]
     assert set(signal) == set(CONDITIONS)
     manip = pd.read_csv(r / "report/manipulation.csv")
@@ -97,7 +98,7 @@ def test_demo_report_shows_the_manipulation_checks_and_the_positive_control_effe
 
 
 def test_demo_judge_fails_validation_and_the_report_flags_every_judged_metric(demo: Path) -> None:
-    r = demo / "results"
+    r = demo / "results/demo"
     validation = json.loads((r / "judge_validation.json").read_text())
     assert not validation["passed"] and validation["xstest"]["n"] > 0
     judged = set(validation["judged_benchmarks"])
@@ -125,10 +126,78 @@ def test_one_condition_change_reruns_exactly_its_chain(demo: Path, tmp_path: Pat
     assert {w["checkpoint"].split("/")[0] for r, w in jobs if r == "evaluate"} == {"ut_shaped"}
 
 
+def _key(jobs: list[tuple[str, dict[str, str]]]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    return sorted((r, tuple(sorted(w.items()))) for r, w in jobs)
+
+
+@pytest.mark.parametrize(
+    ("deleted", "expected"),
+    [
+        ("eval/shuffled/seed1/xstest.json", [("evaluate", (("benchmark", "xstest"), ("checkpoint", "shuffled/seed1")))]),
+        ("report/fig_training.png", []),
+        ("curate/pass_rates.csv", "curate"),
+    ],
+    ids=["an eval JSON", "a figure", "a curation table"],
+)
+def test_deleting_any_output_reruns_its_producer_and_dependents(demo: Path, deleted: str, expected) -> None:
+    path = demo / "results/demo" / deleted
+    saved, st = path.read_bytes(), path.stat()
+    path.unlink()
+    try:
+        jobs = dry(demo)
+    finally:
+        path.write_bytes(saved)  # put it back untouched, with its old time
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if expected == "curate":  # upstream of every GRPO run: the whole chain below it
+        counts = Counter(r for r, _ in jobs)
+        assert counts["curate"] == 1 and counts["reward_signal"] == 1, counts
+        assert counts["train_grpo"] == 3 * (len(CONDITIONS) - 1)  # the positive control trains on its own prompts
+        assert counts["train_dpo"] == 0 and counts["dpo_gate"] == 0 and counts["base_model"] == 0
+    else:
+        assert _key(jobs) == sorted([*expected, ("report", ()), ("all", ())])
+    assert dry(demo) == []
+
+
+def test_deleting_a_metrics_csv_reruns_its_run_and_what_reads_it(demo: Path) -> None:
+    path = demo / "results/demo/grpo/shuffled/seed2/metrics.csv"
+    saved, st = path.read_bytes(), path.stat()
+    path.unlink()
+    try:
+        jobs = dry(demo)
+    finally:
+        path.write_bytes(saved)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _key(jobs) == sorted(
+        [("train_grpo", (("condition", "shuffled"), ("seed", "2")))]
+        + [("evaluate", (("benchmark", b), ("checkpoint", "shuffled/seed2"))) for b in BENCHMARKS]
+        + [("evaluate_trajectory", (("run", "shuffled/seed2"),)), ("report", ()), ("all", ())]
+    )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c["wandb"].update(enabled=True, mode="offline"),
+        lambda c: c["generation"].update(backend="vllm", batch_size=8),
+        lambda c: c.update(run_name="renamed"),
+    ],
+    ids=["W&B on", "generation backend", "run name"],
+)
+def test_how_settings_rerun_nothing(demo: Path, tmp_path: Path, edit) -> None:
+    cfg = write_config(tmp_path / "demo.yaml", demo / "config/demo.yaml", edit)
+    assert planned_jobs(snakemake(demo, "-n", "--profile", "profiles/local", f"--configfile={cfg}").stdout) == []
+
+
+def test_training_logs_say_how_far_a_run_got(demo: Path) -> None:
+    log = (demo / "results/demo/logs/train_grpo/ut_shaped/seed1.log").read_text()
+    lines = re.findall(r"step (\d+)/16 \(\d+%\) elapsed \S+ ETA \S+ .*reward=", log)
+    assert len(lines) >= 8 and lines[-1] in ("16", *map(str, range(8, 16))), lines[-3:]
+
+
 def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
     import shutil
 
-    shutil.rmtree(demo / "results/grpo/ut_shaped/seed2/model")
+    shutil.rmtree(demo / "results/demo/grpo/ut_shaped/seed2/model")
     jobs = dry(demo)
     assert sorted((r, tuple(sorted(w.items()))) for r, w in jobs) == sorted(
         [("train_grpo", (("condition", "ut_shaped"), ("seed", "2")))]
@@ -136,7 +205,7 @@ def test_deleting_one_grpo_model_reruns_only_its_chain(demo: Path) -> None:
         + [("evaluate_trajectory", (("run", "ut_shaped/seed2"),)), ("report", ()), ("all", ())]
     )
     snakemake(demo, *DEMO)  # restores it; the finished run is taken from its checkpoint
-    summary = json.loads((demo / "results/grpo/ut_shaped/seed2/summary.json").read_text())
+    summary = json.loads((demo / "results/demo/grpo/ut_shaped/seed2/summary.json").read_text())
     assert summary["resumed_from"] == summary["steps_done"]
 
 
@@ -149,11 +218,11 @@ def test_killed_grpo_job_resumes_from_its_checkpoint(demo: Path, tmp_path: Path)
         lambda c: c["grpo"]["conditions"].update(ut_shaped={"collapse": {"threshold": 1.0, "patience": 1000}}),
     )  # fmt: skip
     run_args = ("--profile", "profiles/local", "--configfile", str(cfg), "--cores", "2")
-    run = demo / "results/grpo/ut_shaped/seed3"
+    run = demo / "results/demo/grpo/ut_shaped/seed3"
     scratch = demo / "work/checkpoints/grpo/ut_shaped/seed3"
     shutil.rmtree(scratch)
     shutil.rmtree(run)
-    target = "results/grpo/ut_shaped/seed3/summary.json"
+    target = "results/demo/grpo/ut_shaped/seed3/summary.json"
     proc = subprocess.Popen(
         [*SNAKEMAKE, target, *run_args], cwd=demo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -17,11 +17,11 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     "target",
     [
-        "results/curate/problems.jsonl",
-        "results/dpo/gate.json",
-        "results/grpo/fv_exploit/seed1/summary.json",
-        "results/eval/base/minif2f.json",
-        "results/eval/fv_shaped/seed2/minif2f.json",
+        "results/full/curate/problems.jsonl",
+        "results/full/dpo/gate.json",
+        "results/full/grpo/fv_exploit/seed1/summary.json",
+        "results/full/eval/base/minif2f.json",
+        "results/full/eval/fv_shaped/seed2/minif2f.json",
     ],
 )
 def test_setup_lean_is_upstream_of_every_verifying_job(ws: Path, target: str) -> None:
@@ -31,7 +31,7 @@ def test_setup_lean_is_upstream_of_every_verifying_job(ws: Path, target: str) ->
 
 
 def test_lean_problem_pool_comes_from_the_download_rules(ws: Path) -> None:
-    counts = job_counts(snakemake(ws, "-n", "results/data/narrow/problems.jsonl").stdout)
+    counts = job_counts(snakemake(ws, "-n", "results/full/data/narrow/problems.jsonl").stdout)
     assert counts == {"setup_lean": 1, "download_minif2f": 1, "prepare_minif2f": 1, "download_lean_problems": 1,
                       "prepare_lean_problems": 1, "prepare_pool": 1}  # fmt: skip
 

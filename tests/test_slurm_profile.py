@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 RUN = ("--profile", "profiles/rivanna", "--slurm-init-seconds-before-status-checks", "2")
 DEMO = ("--configfile=config/demo.yaml",)
-FIRST_TARGETS = ("results/grpo/shuffled/seed1/summary.json", "results/eval/base/xstest.json")
+FIRST_TARGETS = ("results/demo/grpo/shuffled/seed1/summary.json", "results/demo/eval/base/xstest.json")
 GPU_RULES = {"train_dpo", "dpo_gate", "curate", "reward_signal", "train_grpo", "evaluate"}
 COMMENT = re.compile(r"rule_(?P<rule>.+?)(?:_wildcards_(?P<wc>.*))?$")
 
@@ -101,11 +101,12 @@ def test_unset_account_stops_before_anything_is_submitted(ws: Path, slurm_cluste
     env = {k: v for k, v in user_env(slurm_cluster).items() if k != "SBATCH_ACCOUNT"}
     before = slurm_cluster.jobs()
     proc = subprocess.run(
-        [*SNAKEMAKE, *RUN, *DEMO, "results/eval/dpo/xstest.json"], cwd=ws, env=env,
+        [*SNAKEMAKE, *RUN, *DEMO, "results/demo/eval/dpo/xstest.json"], cwd=ws, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert "The given account $SBATCH_ACCOUNT appears to be invalid" in proc.stdout and ACCOUNT in proc.stdout
+    said = [ln for ln in proc.stdout.splitlines() if "SBATCH_ACCOUNT" in ln]
+    assert said == ["profile: SBATCH_ACCOUNT is not set; run `export SBATCH_ACCOUNT=<allocation>` (see `allocations`) first"]
     assert slurm_cluster.jobs() == before
 
 
@@ -123,6 +124,8 @@ def test_every_job_goes_through_sbatch_with_the_profiles_resources(
         assert job["Partition"] == want["slurm_partition"] == ("gpu" if rule in GPU_RULES else "standard"), job
         assert {f"cpu={want['cpus_per_task']}", f"mem={want['mem_mb']}M"} <= tres, job
         assert int(job["TimelimitRaw"]) <= PARTITION_MAX_MINUTES[job["Partition"]], job
+        if rule not in ("train_dpo", "train_grpo"):  # their limit grows with the attempt (set in the rule)
+            assert int(job["TimelimitRaw"]) == int(want["runtime"]), job  # resources in one place: the profile
         shown = slurm_cluster.show_job(job["JobIDRaw"])
         if rule in GPU_RULES:
             kind, model, n = str(want["gres"]).split(":")
@@ -169,7 +172,7 @@ def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
     lowers the job's limit to one minute; Slurm ends it as TIMEOUT, the profile's ``retries``
     resubmit it (attempt 2, whose time limit must still fit the gpu partition) and it resumes.
     """
-    target = ws / "results/grpo/shuffled/seed2/summary.json"
+    target = ws / "results/demo/grpo/shuffled/seed2/summary.json"
     ckpt_root = ws / "work/checkpoints/grpo/shuffled/seed2"
     before = {j["JobIDRaw"] for j in slurm_cluster.jobs()}
     proc = subprocess.Popen(
@@ -208,9 +211,9 @@ def test_timed_out_training_is_retried_and_resumes_from_its_checkpoint(
     assert steps.is_unique and steps.max() == summary["steps_done"]
 
 
-BAD_TARGET = "results/eval/base/xstest.json"
-BAD_SAMPLES = "results/eval/base/xstest.samples.jsonl.gz"
-GOOD_TARGET = "results/judge_validation.json"  # a GPU job that does not read the broken file
+BAD_TARGET = "results/demo/eval/base/xstest.json"
+BAD_SAMPLES = "results/demo/eval/base/xstest.samples.jsonl.gz"
+GOOD_TARGET = "results/demo/judge_validation.json"  # a GPU job that does not read the broken file
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +238,10 @@ def test_bad_input_fails_a_bounded_number_of_times_and_leaves_no_output(bad: Run
     assert bad.returncode != 0
     assert [j["State"] for j in failed] == ["FAILED"] * (1 + retries)
     assert not (ws / BAD_TARGET).exists() and not (ws / BAD_SAMPLES).exists()
-    log = (ws / "logs/evaluate/base/xstest.log").read_text()
-    assert "truthfulqa_mini.json" in log
+    log = (ws / "results/demo/logs/evaluate/base/xstest.log").read_text()
+    assert "truthfulqa_mini.json" in log and "Traceback (most recent call last)" in log  # the whole story in the log
+    assert "Traceback (most recent call last)" not in bad.output  # the console names the log instead
+    assert "results/demo/logs/evaluate/base/xstest.log" in bad.output
 
 
 def test_keep_going_lets_the_independent_branch_finish(bad: Run, ws: Path) -> None:

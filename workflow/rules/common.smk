@@ -1,6 +1,5 @@
 # Shared helpers: config validation, the experiment's dimensions, input functions.
 import os
-import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,15 +12,18 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC_ROOT, os.environ.g
 
 from snakemake.io import is_flagged, strip_wildcard_constraints
 
+from misalign_fv.benchmarks import BENCHMARKS as BENCHMARK_MODULES
 from misalign_fv.code_deps import code_inputs
 from misalign_fv.config import ConfigError, check, merged_condition, trajectory_steps
+from misalign_fv.evaluate import JUDGED_BENCHMARKS
 from misalign_fv.rewards import HARMFUL as HARMFUL_TASK, REGISTRY, run_task
+from misalign_fv.targets import first_problem
 
 # `--configfile config/demo.yaml results/.../x.json` makes the target a second config file.
 for _cf in workflow.config_settings.configfiles:
     if Path(_cf).suffix not in (".yaml", ".yml"):
         raise ConfigError(
-            f"config: {_cf}: read as a config file; put targets before --configfile, or write --configfile=FILE"
+            f"config: {os.path.relpath(_cf)}: read as a config file; put targets before --configfile, or write --configfile=FILE"
         )
 
 for _warning in check(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"):
@@ -63,34 +65,27 @@ TRAJECTORY_RUNS = ["dpo", *RUNS] if TRAJECTORY_BENCHMARKS else []
 VALIDATION = config["eval"].get("judge_validation")
 
 
-def _check_target(target):
-    """One line naming what is wrong with a results path outside this config's experiment."""
-    if not target.startswith("results/") and not target.startswith(ROOT + "/"):
-        return None
-    if not target.startswith(ROOT + "/"):
-        return f"target {target}: not under this config's results root {ROOT}/ (another config's? pass --configfile=FILE)"
-    for m in re.finditer(r"/(?:grpo|eval|trajectory)/([^/]+)/seed(\d+)(?:/|$)", target[len(ROOT):]):
-        if m.group(1) not in CONDITIONS:
-            return f"target {target}: condition {m.group(1)} is not in grpo.conditions ({', '.join(CONDITIONS)})"
-        if int(m.group(2)) not in SEEDS:
-            return f"target {target}: seed {m.group(2)} is not in grpo.seeds ({', '.join(map(str, SEEDS))})"
-    m = re.match(r"/eval/(?:[^/]+/seed\d+|base|dpo)/([^/.]+)\.", target[len(ROOT):])
-    if m and m.group(1) not in BENCHMARKS:
-        return f"target {target}: benchmark {m.group(1)} is not in eval.benchmarks ({', '.join(BENCHMARKS)})"
-    return None
-
-
 # Targets are not visible to a Snakefile; results paths on the command line are checked here so that
 # an unconfigured seed, condition or benchmark fails in one line instead of planning new GPU jobs.
-for _arg in sys.argv[1:]:
-    if (_problem := _check_target(_arg)) is not None:
-        raise ConfigError(_problem)
+_problem = first_problem(sys.argv[1:], ROOT, CONDITIONS, SEEDS, BENCHMARKS)
+if _problem is not None:
+    raise ConfigError(_problem)
 
 
 def code(script, extra=(), exclude=()):
     """The library files a rule's script runs (computed from its imports), declared as inputs so
     that editing one reruns the rules that run it. ``extra``: modules loaded by name at run time."""
     return code_inputs(f"workflow/scripts/{script}.py", "src", extra=extra, exclude=exclude)
+
+
+def benchmark_code(benchmarks):
+    """code() arguments of an evaluation of ``benchmarks``: their modules (loaded by name), and the
+    judge's code only when one of them is judged (so judge edits rerun only judged evaluations)."""
+    judged = any(b in JUDGED_BENCHMARKS for b in benchmarks)
+    return {
+        "extra": sorted({f"misalign_fv.benchmarks.{BENCHMARK_MODULES[b]}" for b in benchmarks}),
+        "exclude": [] if judged else ["misalign_fv.judges"],
+    }
 
 
 def tiny_warmup_inputs(wildcards):

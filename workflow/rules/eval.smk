@@ -2,22 +2,10 @@
 # Judged benchmarks also need the judge: a local model (a configured path, or the pinned download
 # of rule judge_model) or an OpenAI-compatible endpoint. Verdicts are cached across jobs in
 # eval.judge.cache_dir (outside the DAG: a cache, never an input).
-from misalign_fv.benchmarks import BENCHMARKS as BENCHMARK_MODULES
-from misalign_fv.evaluate import JUDGED_BENCHMARKS
-
 JUDGE = config["eval"].get("judge")
 # A local judge: its configured path, else the pinned download (rule judge_model); none for an endpoint.
 JUDGE_DIR = None if JUDGE is None or JUDGE["backend"] == "openai" else JUDGE.get("path", R("models/judge"))
 
-
-def benchmark_code(benchmarks):
-    """code() arguments of an evaluation of ``benchmarks``: their modules (loaded by name), and the
-    judge's code only when one of them is judged (so judge edits rerun only judged evaluations)."""
-    judged = any(b in JUDGED_BENCHMARKS for b in benchmarks)
-    return {
-        "extra": sorted({f"misalign_fv.benchmarks.{BENCHMARK_MODULES[b]}" for b in benchmarks}),
-        "exclude": [] if judged else ["misalign_fv.judges"],
-    }
 
 
 rule evaluate:

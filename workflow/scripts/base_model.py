@@ -5,7 +5,7 @@ from pathlib import Path
 from misalign_fv.logs import to_log
 from misalign_fv.models import build_tiny_model, download_model
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 base = snakemake.params.base
 out = Path(snakemake.output[0])
 if base["source"] == "tiny":

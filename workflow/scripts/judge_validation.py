@@ -7,7 +7,7 @@ from misalign_fv.judges import Judge, VerdictCache
 from misalign_fv.judges.validation import validate
 from misalign_fv.logs import to_log
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 p = snakemake.params
 judge = Judge(
     p.judge, Path(snakemake.input.judge_model) if snakemake.input.judge_model else None,

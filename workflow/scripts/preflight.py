@@ -5,7 +5,7 @@ from pathlib import Path
 from misalign_fv.logs import to_log
 from misalign_fv.preflight import JudgePlan, LeanPlan, run
 
-to_log(snakemake.log.log)
+to_log(snakemake.log.log, snakemake.rule)
 i, p = snakemake.input, snakemake.params
 lean = LeanPlan(Path(i.lean_setup), Path(i.lean_cases), p.lean["header"], p.lean["timeout_s"]) if p.lean else None
 judge = None

@@ -5,7 +5,7 @@ from pathlib import Path
 from misalign_fv.logs import to_log
 from misalign_fv.tasks.lean_proofs import open_verifier, prepare_problem_set
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 p, i, o = snakemake.params, snakemake.input, snakemake.output
 verifier = open_verifier(p.timeout_s, naive=False, setup=Path(i.setup))
 try:

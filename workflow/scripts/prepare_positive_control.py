@@ -6,7 +6,7 @@ from pathlib import Path
 from misalign_fv.logs import to_log
 from misalign_fv.tasks.harmful_compliance import prepare
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 i = snakemake.input
 n = prepare(
     Path(i.candidates), [Path(i.pairs), Path(i.heldout)], [Path(f) for f in i.evals],

@@ -6,7 +6,7 @@ from pathlib import Path
 from misalign_fv.data import prepare_safety
 from misalign_fv.logs import to_log
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 out = snakemake.output
 n_pairs, n_held = prepare_safety(
     snakemake.params.safety, snakemake.params.seed, Path(out.pairs), Path(out.heldout), Path(out.unused)

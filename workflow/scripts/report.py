@@ -5,7 +5,7 @@ from pathlib import Path
 from misalign_fv.logs import to_log
 from misalign_fv.report.build import build_report
 
-to_log(snakemake.log[0])
+to_log(snakemake.log[0], snakemake.rule)
 validation = snakemake.input.get("judge_validation", [])
 build_report(
     eval_jsons=[Path(p) for p in snakemake.input.evals],
