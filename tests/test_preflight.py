@@ -281,9 +281,8 @@ def test_broken_toolchain_stops_the_preflight_in_one_line_and_the_report_says_wh
     with pytest.raises(PreflightFailed) as err:
         run([*LEAN_CHECKS, "generation", "sandbox"], lean, tiny_model, "hf", judge, 0, out, kept)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith("preflight: 1 required check(s) failed: lean_toolchain (HeaderError: Lean REPL crashed")
-    assert "; `lake env lean --version`: exit 1: lake: broken)" in msg  # why, from the toolchain itself
-    assert msg.endswith(f"; every check: {kept}")
+    assert "\n" not in msg and msg.startswith(f"preflight failed: lean_toolchain (every check's reason: {kept}); lean_toolchain: HeaderError: Lean REPL crashed")
+    assert msg.endswith("; `lake env lean --version`: exit 1: lake: broken")  # why, from the toolchain itself
     report = json.loads(out.read_text())
     assert report == json.loads(kept.read_text()) and report["passed"] is False and report["failed"] == ["lean_toolchain"]
     status = {n: c["status"] for n, c in report["checks"].items()}
@@ -318,3 +317,32 @@ def test_real_dag_runs_the_preflight_before_curation_grpo_and_minif2f(tmp_path: 
     root = yaml.safe_load((ws / "config" / "config.yaml").read_text())["results"]
     for rule in ("curate", "train_grpo", "prepare_minif2f"):
         assert blocks[rule] and all(f"{root}/preflight/cluster.json" in b.split("output:")[0] for b in blocks[rule]), rule
+
+
+@pytest.mark.slow
+def test_real_config_run_stops_at_the_preflight_on_a_broken_toolchain(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """The rule itself, on the real config, with a broken Lean toolchain and no vLLM: the job fails in one line.
+
+    Snakemake removes the failed job's output; the copy of the report it keeps (a log file) says why.
+    """
+    import shutil
+
+    ws = copy_repo(tmp_path / "repo")
+    root = ws / yaml.safe_load((ws / "config" / "config.yaml").read_text())["results"]
+    broken_toolchain(ws / "resources" / "lean", "echo 'lake: broken' >&2; exit 1")
+    for name in ("base", "judge"):  # the local download rules' outputs, here a tiny model
+        shutil.copytree(tiny_model, root / "models" / name)
+    em = root / "data" / "benchmarks" / "em_main" / "first_plot_questions.yaml"
+    em.parent.mkdir(parents=True)
+    shutil.copy(shared / "datasets" / "betley_em" / "first_plot_questions.yaml", em)
+    target = f"{root.relative_to(ws)}/preflight/cluster.json"
+    proc = snakemake(ws, target, "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert "rule cluster_preflight:" in proc.stdout and "rule base_model:" not in proc.stdout  # nothing else ran
+    kept = f"{root.relative_to(ws)}/logs/cluster_preflight.json"
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("ERROR cluster_preflight: PreflightFailed: ")]
+    assert line.startswith(f"ERROR cluster_preflight: PreflightFailed: preflight failed: lean_toolchain, generation, judge (every check's reason: {kept}); lean_toolchain: HeaderError: Lean REPL crashed")
+    assert not (root / "preflight" / "cluster.json").exists()
+    report = json.loads((ws / kept).read_text())
+    assert report["failed"] == ["lean_toolchain", "generation", "judge"] and report["checks"]["sandbox"]["status"] == PASS
+    assert "vllm" in report["checks"]["generation"]["reason"]

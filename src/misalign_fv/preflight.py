@@ -23,7 +23,7 @@ Every check is named and ends ``pass``, ``fail`` or ``skip`` with a one-line rea
 The Lean checks apply to task ``lean_proofs`` (skipped otherwise), the judge check to a configured
 ``eval.judge``. ``preflight.required`` names the checks that must pass. The report (every check's
 status, reason and details) is written atomically first; then a failed required check raises
-:class:`PreflightFailed`, one line naming the failed checks and their reasons.
+:class:`PreflightFailed`, one line naming the failed checks, where the report is, and the reasons.
 """
 
 from __future__ import annotations
@@ -468,8 +468,9 @@ def write_report(checks: Sequence[Check], required: Sequence[str] | None, out: P
         if path is not None:
             write_json(path, report)
     if failed:
-        why = "; ".join(f"{c.name} ({c.reason})" for c in failed)
-        raise PreflightFailed(one_line(f"preflight: {len(failed)} required check(s) failed: {why}; every check: {kept or out}", 2000))
+        names = ", ".join(c.name for c in failed)  # first: a console line keeps only the start of the message
+        why = "; ".join(f"{c.name}: {c.reason}" for c in failed)
+        raise PreflightFailed(one_line(f"preflight failed: {names} (every check's reason: {kept or out}); {why}", 2000))
     return report
 
 
