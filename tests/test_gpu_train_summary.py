@@ -66,3 +66,53 @@ def test_step_mean_and_hfu_without_checkpointing(train_step: Any) -> None:
     assert checkpointed["hfu_pct"] == pytest.approx(100 * (flops + 2 * (n_params - 800) * 30) / 1.0 / 1e3)
     plain = train_step.summarize(recs, n_params, config, peak_tflops=1e-9, recompute=False)["ranks"][0]
     assert plain["hfu_pct"] == pytest.approx(plain["mfu_pct"])
+
+
+def test_step_split_puts_each_phase_in_its_step(train_step: Any) -> None:
+    # Two optimizer steps of GA 2: generation (rollout = gather + generate, then rewards) inside each
+    # step's first micro-step, the optimizer step inside its last, 0.1 s of Trainer overhead between.
+    events, t = [], 0.0
+    for _ in range(2):
+        events += [
+            {"what": "micro", "start": t, "s": 10.0, "peak_gib": 5.0},
+            {"what": "generate", "start": t + 0.1, "s": 7.0, "peak_gib": 9.0},
+            {"what": "rollout", "start": t + 0.2, "s": 5.0},
+            {"what": "hf_generate", "start": t + 0.5, "s": 4.5},
+            {"what": "reward", "start": t + 5.5, "s": 1.5},
+            {"what": "micro", "start": t + 10.1, "s": 4.0, "peak_gib": 5.0},
+            {"what": "optimizer", "start": t + 12.0, "s": 2.0, "peak_gib": 5.0},
+        ]
+        t += 14.2
+    rows = train_step.step_split({"rank": 0, "events": events}, ga=2)
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["wall_s"] == pytest.approx(14.1)
+        assert r["generate_s"] == pytest.approx(4.5) and r["sync_s"] == pytest.approx(0.5)
+        assert r["reward_s"] == pytest.approx(1.5) and r["score_other_s"] == pytest.approx(0.5)
+        assert r["update_s"] == pytest.approx(14.0 - 7.0 - 2.0) and r["optimizer_s"] == pytest.approx(2.0)
+        assert r["overhead_s"] == pytest.approx(0.1) and r["generate_peak_gib"] == 9.0
+    # An unfinished step (one micro-step of two) is not a row.
+    assert len(train_step.step_split({"rank": 0, "events": events[:-2]}, ga=2)) == 1
+
+
+def test_probe_stops_when_another_step_would_pass_the_deadline(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(repo / "benchmarks" / "gpu"))
+    import train_probe
+
+    now = [0.0]
+    monkeypatch.setattr(train_probe.time, "perf_counter", lambda: now[0])
+    monkeypatch.setitem(train_probe.PROFILE, "stop", False)
+    monkeypatch.setitem(train_probe.PROFILE, "start", 0.0)
+    monkeypatch.setitem(train_probe.PROFILE, "deadline_s", 90.0)
+    events = [{"what": "micro", "start": 0.0, "s": 30.0}]
+    monkeypatch.setattr(train_probe, "EVENTS", events)
+    now[0] = 30.0
+    assert not train_probe._should_stop()  # no optimizer step yet
+    events[:] = [{"what": "optimizer", "start": 25.0, "s": 5.0}, {"what": "micro", "start": 20.0, "s": 10.0}]
+    assert not train_probe._should_stop()  # step 1 took 30 s: another would end at 60 <= 90
+    events += [{"what": "optimizer", "start": 60.0, "s": 5.0}, {"what": "micro", "start": 55.0, "s": 10.0}]
+    now[0] = 65.0
+    assert train_probe._should_stop()  # step 2 took 35 s: another would end at 100 > 90
+    events.append({"what": "micro", "start": 66.0, "s": 1.0})  # a micro-step without an optimizer step
+    now[0] = 67.0
+    assert not train_probe._should_stop()

@@ -62,12 +62,14 @@ def prover_config(**overrides: Any) -> Any:
     return LlamaConfig(**{**PROVER_7B, **overrides}, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
-def word_tokenizer(vocab_size: int) -> Any:
+def word_tokenizer(vocab_size: int, numbers: bool = False) -> Any:
     """A word-level tokenizer covering every id of a ``vocab_size`` model, with the demo chat template.
 
     Ids 0-6 are the special tokens (pad, bos, eos, system, user, assistant, unk); id ``i`` >= 7 is
     the word ``w<i>``. Text of such words tokenises to exactly one token per word, so prompt
-    lengths are set exactly, and whatever a random model samples decodes to text.
+    lengths are set exactly, and whatever a random model samples decodes to text. With
+    ``numbers``, ids 7-107 are the words "0".."100" instead (single-token numbers, as a judge's
+    log-probability rule needs).
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -76,6 +78,10 @@ def word_tokenizer(vocab_size: int) -> Any:
 
     vocab = {t: i for i, t in enumerate(SPECIAL)}
     vocab.update({f"w{i}": i for i in range(len(SPECIAL), vocab_size)})
+    if numbers:
+        for n in range(101):
+            del vocab[f"w{len(SPECIAL) + n}"]
+            vocab[str(n)] = len(SPECIAL) + n
     raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|unk|>"))
     raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(

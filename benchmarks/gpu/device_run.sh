@@ -6,6 +6,11 @@
 #   bash benchmarks/gpu/device_run.sh zero3   # 4 GPUs: GRPO loop on 2 (DeepSpeed), 7B GRPO then DPO on 4 (the real layout)
 #   bash benchmarks/gpu/device_run.sh mfu   # 4 GPUs: a 7B DPO step under ZeRO-3 (the real layout), timed and profiled
 #   bash benchmarks/gpu/device_run.sh mfu_buckets   # 4 GPUs: the same with benchmarks/gpu/zero3_buckets.json
+#   bash benchmarks/gpu/device_run.sh grpo1   # 1 GPU (issue 17): the shipped GRPO settings at 7B through run_entry,
+#       as many steps as the call leaves time for; the hf generation benchmark (B=128, BOS checked) runs
+#       first while DeepSpeed builds its CPU Adam
+#   bash benchmarks/gpu/device_run.sh geneval   # 1 GPU (issue 17): hf generation at B=128, then one
+#       trajectory-subset evaluation (benchmarks/gpu/eval_trajectory.py, data in .carry/eval_data)
 #   bash benchmarks/gpu/device_run.sh variants STAGE GA NAME=JSON...   # 4 GPUs: one STAGE (dpo|grpo) step of GA
 #       micro-steps per variant (JSON: training parameter overrides), in order, each stopped after its
 #       optimizer step (no save), micro-step $PROFILE_MICRO (default 2; -1: none) profiled;
@@ -17,29 +22,42 @@
 #     pydantic_core==2.50.5 annotated-types typing-inspection jsonschema==4.26.0 jsonschema-specifications referencing rpds-py
 #   pip download --no-deps --no-binary=:all: -d .whl deepspeed==0.19.8
 #   cp -r results/models/base .carry/demo_base   # the demo base model (make demo)
+# SRC (default: the repo root) is where src/, config/, resources/ and benchmarks/gpu/ are read
+# from: a snapshot of the code (e.g. .gpusnap, from `git archive HEAD`) while others edit the tree.
 set -u
+SRC=${SRC:-$PWD}
 mode=$1
 R=$OUT/r
 mkdir -p "$R"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site .whl/deepspeed-*.tar.gz \
+[ -d /tmp/site/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+[ -d /tmp/site/deepspeed ] || DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site .whl/deepspeed-*.tar.gz \
   > "$R/deepspeed_install.log" 2>&1 || echo "deepspeed install failed (see deepspeed_install.log)"
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks/gpu PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=/tmp/site:$SRC/src:$SRC/benchmarks/gpu PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
 export CUDA_HOME
 nvidia-smi --query-gpu=timestamp,index,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 > "$R/smi.csv" &
 smi=$!
+while sleep 5; do echo "$(date -u +%H:%M:%S) $(free -m | awk '/Mem:/ {print "used_mib", $3, "total_mib", $2}')"; done > "$R/mem.log" 2>&1 &
+memlog=$!
 { nvidia-smi; nproc; free -g; python3 -c "import deepspeed, trl, datasets, pyarrow; print('deepspeed', deepspeed.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"; } > "$R/env.log" 2>&1
 # DeepSpeed builds its CPU Adam (the offloaded optimizer) on first use; build it now, in the background.
-[[ "$mode" == mfu* ]] || ( time python3 -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(); print('cpu_adam built')" ) > "$R/cpu_adam.log" 2>&1 &
-T=benchmarks/gpu
-# The random 7B model in memory when /dev/shm has more than $1 GB free (the model, plus a trained
+cpu_adam=
+[[ "$mode" == mfu* || "$mode" == geneval ]] || { ( time python3 -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(); print('cpu_adam built')" ) > "$R/cpu_adam.log" 2>&1 & cpu_adam=$!; }
+T=$SRC/benchmarks/gpu
+# The random 7B model in memory when /dev/shm has more than $1 GB free ($1 = disk: on disk; a model
+# and ceiling left by the last call on a still-warm machine are reused) (the model, plus a trained
 # copy when the run saves one), else on disk; sets W (the work folder) and PEAK (the matmul ceiling
 # measured while making it), both noted in $R/$2.
 make_7b() {
-  W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt "$1" ] && W=/dev/shm
+  if [ "$1" = disk ]; then  # leave the RAM to an offloaded optimizer
+    W=/tmp; [ "$(stat -f -c %T /tmp)" = tmpfs ] && W=$HOME
+  else
+    W=/tmp; [ "$(df --output=avail -B1G /dev/shm | tail -1)" -gt "$1" ] && W=/dev/shm
+  fi
+  [ -f "$R/train_make.json" ] || [ ! -f "$W/m7b/config.json" ] || [ ! -f /tmp/peak_tflops ] || { PEAK=$(cat /tmp/peak_tflops); echo "work $W (model kept from the last call), matmul ceiling $PEAK" > "$R/$2"; return; }
   timeout 150 python3 $T/train_step.py --model-dir $W/m7b --make-model --stages "" --out "$R" --tag make > "$R/make_model.log" 2>&1
   PEAK=$(python3 -c "import json; print(json.load(open('$R/train_make.json'))['peak_tflops'])")
+  echo "$PEAK" > /tmp/peak_tflops
   echo "work $W, matmul ceiling $PEAK TFLOP/s, started $(date -u +%H:%M:%S)" > "$R/$2"
 }
 if [ "$mode" = lanes ]; then
@@ -53,6 +71,27 @@ if [ "$mode" = lanes ]; then
   CUDA_VISIBLE_DEVICES=2,3 timeout 390 python3 $T/train_step.py --model-dir /tmp/m7b --out "$R" --tag gpu2 > "$R/train_gpu2.log" 2>&1 &
   c=$!
   wait $a $b $c
+elif [ "$mode" = grpo1 ]; then
+  { df -h /tmp /dev/shm "$HOME"; stat -f -c %T /tmp; } >> "$R/env.log" 2>&1
+  make_7b disk grpo1_setup.log
+  timeout 120 python3 $T/generation.py --out "$R" --skip-naive --batches 128 --subset "" > "$R/generation.log" 2>&1
+  echo "generation done at $SECONDS s; CPU Adam: $(tail -1 "$R/cpu_adam.log")" >> "$R/grpo1_setup.log"
+  [ -n "$cpu_adam" ] && wait $cpu_adam
+  echo "GRPO starts at $SECONDS s" >> "$R/grpo1_setup.log"
+  # the shipped settings (grpo.defaults: 8 x 8 completions of 1024 tokens a step, checkpointing on), max 10 steps,
+  # stopped after the last step that leaves time for another; micro-step 3 (step 1, no generation) profiled
+  timeout $((575 - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages grpo --steps 10 --ga 8 \
+    --peak-tflops "$PEAK" --profile-micro 3 --deadline-s $((540 - SECONDS)) --stack-dump-s 60 --out "$R" --tag h200grpo \
+    > "$R/train_h200grpo.log" 2>&1
+  cp -r $W/train_bench/h200grpo/grpo/probe "$R/probe_grpo" 2>/dev/null
+  cp $W/train_bench/h200grpo/grpo/metrics.csv "$R/" 2>/dev/null
+elif [ "$mode" = geneval ]; then
+  make_7b disk geneval_setup.log
+  timeout 150 python3 $T/generation.py --out "$R" --skip-naive --batches 128 --subset "" > "$R/generation.log" 2>&1
+  echo "generation done at $SECONDS s" >> "$R/geneval_setup.log"
+  timeout $((585 - SECONDS)) python3 $T/eval_trajectory.py --model-dir $W/m7b --data .carry/eval_data --config $SRC/config/config.yaml \
+    --out "$R" > "$R/eval_trajectory.log" 2>&1
+  echo "evaluation done at $SECONDS s" >> "$R/geneval_setup.log"
 elif [ "$mode" = mfu ]; then
   make_7b 60 mfu_setup.log
   # Five micro-steps of one optimizer step, the third profiled on rank 0 (about 250 s with the save).
@@ -95,7 +134,7 @@ else
   timeout $((580 - SECONDS - 150)) python3 $T/train_step.py --model-dir /tmp/m7b --stages grpo --peak-tflops 780 --out "$R" --tag gpu4grpo > "$R/train_gpu4grpo.log" 2>&1
   timeout $((580 - SECONDS)) python3 $T/train_step.py --model-dir /tmp/m7b --stages dpo --peak-tflops 780 --out "$R" --tag gpu4dpo > "$R/train_gpu4dpo.log" 2>&1
 fi
-kill $smi
+kill $smi $memlog
 for f in "$R"/*.log; do echo "== $(basename "$f")"; grep -v -i "warn\|it/s\]" "$f" | tail -n 14; done > "$OUT/summary.txt" 2>&1
 gzip -c "$R/smi.csv" > "$OUT/smi.csv.gz"
 tar czf "$OUT/results.tgz" -C "$R" --exclude smi.csv .

@@ -10,6 +10,11 @@ tokens (the random model practically never ends early). For each batch size B:
 * hf: :class:`misalign_fv.generation.HFGenerator` (sorted batches, shared prefill of a prompt's
   samples, static windowed cache, CUDA-graph decode), a fresh instance, so capture counts.
 
+Prompts are chat-formatted (:func:`misalign_fv.generation.chat_prompt`, as every benchmark sends
+them), so the template's BOS opens each one; every token-id prompt the ``hf`` backend prefills is
+checked to hold exactly one BOS, at its start (``bos`` in the output; a violation fails the run).
+``--skip-naive`` runs the ``hf`` backend alone (a device call short of time).
+
 Small B run on the first ``--subset`` sequences only (naive at B=1 over a whole benchmark takes
 hours). The floor of a run is the decode steps' bytes (weights once per step and batch, plus every
 row's KV cache so far) at the measured copy bandwidth plus the prefill's 2·params·tokens at the
@@ -34,7 +39,25 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ceilings, prover_config, random_model, table, word_tokenizer, words, write_json  # noqa: E402
 
-from misalign_fv.generation import HFGenerator, kv_bytes_per_token  # noqa: E402
+import misalign_fv.generation.decoding as generation  # noqa: E402  (the hf decoding loop: _pack)
+from misalign_fv.generation import HFGenerator, chat_prompt, kv_bytes_per_token  # noqa: E402
+
+BOS_SEEN: dict[str, int] = {"prompts": 0, "one_bos_first": 0}
+
+
+def check_bos(bos_id: int) -> None:
+    """Make the ``hf`` backend's packing of token-id prompts assert one BOS per prompt, at its start."""
+    pack = generation._pack
+
+    def checked(prompts: list[list[int]], pad_id: int) -> object:
+        for ids in prompts:
+            if ids.count(bos_id) != 1 or ids[0] != bos_id:
+                raise AssertionError(f"prompt ids hold {ids.count(bos_id)} BOS (first id {ids[0]}, BOS {bos_id}): {ids[:8]}...")
+        BOS_SEEN["prompts"] += len(prompts)
+        BOS_SEEN["one_bos_first"] += len(prompts)
+        return pack(prompts, pad_id)
+
+    generation._pack = checked
 
 
 def prompt_lengths(n: int, lo: int, hi: int, seed: int) -> list[int]:
@@ -99,6 +122,7 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=440)
     ap.add_argument("--batches", default="128,64,16,1")
     ap.add_argument("--subset", default="1:4,16:64", help="B:rows pairs run on the first rows only")
+    ap.add_argument("--skip-naive", action="store_true", help="the hf backend only")
     ap.add_argument("--dry-run", action="store_true", help="a 2-layer narrow model on CPU: checks the script only")
     args = ap.parse_args()
 
@@ -117,7 +141,9 @@ def main() -> None:
     kv = kv_bytes_per_token(config, torch.bfloat16)
     lengths = prompt_lengths(args.prompts, args.min_len, args.max_len, seed=0)
     rng = np.random.default_rng(1)
-    prompts = [words(rng, n, config.vocab_size) for n in lengths]
+    prompts = [chat_prompt(tok, words(rng, n, config.vocab_size)) for n in lengths]
+    check_bos(tok.bos_token_id)
+    token_lengths = [len(ids) for ids in tok(prompts, add_special_tokens=False).input_ids]  # template included
     subset = {int(b): int(r) for b, r in (x.split(":") for x in args.subset.split(",") if x)}
     importlib.import_module("torch._dynamo")  # once per process (the static cache marks its tensors): not per run
 
@@ -126,9 +152,9 @@ def main() -> None:
         n_rows = subset.get(batch, args.prompts * args.samples)
         k = n_rows // args.samples
         rows = [p for p in prompts[:k] for _ in range(args.samples)]
-        floor = floor_seconds(lengths[:k], args.samples, batch, args.new, weight_bytes, kv, peak)
+        floor = floor_seconds(token_lengths[:k], args.samples, batch, args.new, weight_bytes, kv, peak)
         torch.manual_seed(0)
-        wall_n, tokens_n, mem_n = timed(lambda: naive(model, tok, rows, batch, args.new))
+        wall_n, tokens_n, mem_n = (float("nan"), 0, 0.0) if args.skip_naive else timed(lambda: naive(model, tok, rows, batch, args.new))
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -154,6 +180,8 @@ def main() -> None:
                 "hf_rows_per_batch": decoder.rows if decoder is not None else None,
                 "hf_graphs": len(getattr(decoder, "graphs", {})),
                 "ratio": wall_n / wall_h,
+                "hf_warm_tok_s": tokens_h / warm if warm else None,
+                "hf_warm_floor_pct": 100 * floor / warm if warm else None,
                 "floor_s": floor,
                 "tokens_naive": tokens_n,
                 "tokens_hf": tokens_h,
@@ -173,14 +201,16 @@ def main() -> None:
             "params": n_params,
             "workload": vars(args) | {"out": str(args.out), "mean_prompt_len": sum(lengths) / len(lengths)},
             "results": results,
+            "bos": BOS_SEEN,
         },
     )
     print(
         table(
             results,
-            ["B", "rows", "naive_s", "naive_tok_s", "hf_s", "hf_tok_s", "ratio", "naive_floor_pct", "hf_floor_pct", "hf_peak_gib"],
+            ["B", "rows", "naive_s", "naive_tok_s", "hf_s", "hf_tok_s", "hf_warm_tok_s", "ratio", "naive_floor_pct", "hf_floor_pct", "hf_warm_floor_pct", "hf_peak_gib"],
         )
     )
+    print(f"BOS: {BOS_SEEN['one_bos_first']} of {BOS_SEEN['prompts']} prefilled token-id prompts hold exactly one BOS, first")
 
 
 if __name__ == "__main__":

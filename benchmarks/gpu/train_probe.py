@@ -10,17 +10,27 @@ micro-step (0-based) under ``torch.profiler`` and writes the GPU kernel time by 
 attention, NCCL, other) and the top kernels to ``profile_rank0.json``; that micro-step is marked
 ``profiled`` and left out of the timings. With ``spec["probe"]["stop_after_step"]`` every launched
 rank writes its record and exits at the end of the micro-step that held the first optimizer step,
-which skips the final save (about 45 s for the 7B) when only the timings are wanted.
+which skips the final save (about 45 s for the 7B) when only the timings are wanted;
+``spec["probe"]["deadline_s"]`` does the same after the first optimizer step past which another
+step as long would end later than that many seconds from the start (a run sized to a device call). Inside GRPO's generation phase it
+also times the rollout (``GRPOTrainer._generate``: prompt tokenisation, the ZeRO-3 parameter gather
+and ``generate``), transformers' ``generate`` itself and the reward functions
+(``_calculate_rewards``), so a step splits into generation / reward / update / sync (the rollout
+minus ``generate``: with HF generation the gather stands where vLLM's weight sync would).
+``spec["probe"]["stack_dump_s"]`` writes every thread's Python stack to ``stacks_rank<R>.txt``
+that often (a run that hangs says where).
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import importlib
 import json
 import os
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -32,7 +42,7 @@ from misalign_fv.training import process_rank
 
 EVENTS: list[dict[str, Any]] = []
 DEPTH = [0]  # nesting of timed calls: only the outermost resets the peak-memory counter
-PROFILE: dict[str, Any] = {"micro": -1, "seen": 0, "out": None, "start": 0.0, "stop": False}
+PROFILE: dict[str, Any] = {"micro": -1, "seen": 0, "out": None, "start": 0.0, "stop": False, "deadline_s": None}
 KERNEL_KINDS = [  # first match wins; kernel names of cuBLAS/CUTLASS, SDPA backends and NCCL
     ("nccl", re.compile(r"nccl", re.I)),
     ("attention", re.compile(r"flash|fmha|attention|efficient", re.I)),
@@ -104,7 +114,7 @@ def _timed(owner: type, name: str, what: str) -> None:
         EVENTS.append({"what": what, "start": start, "s": elapsed, "peak_gib": _peak_gib(), "profiled": profiled})
         if what == "optimizer":  # the record so far, in case the run is cut off in its final save
             _write_record()
-        stepped = PROFILE["stop"] and DEPTH[0] == 0 and any(e["what"] == "optimizer" for e in EVENTS)
+        stepped = DEPTH[0] == 0 and any(e["what"] == "optimizer" for e in EVENTS) and _should_stop()
         if stepped and "LOCAL_RANK" in os.environ:
             # the outermost call holding the optimizer step (DeepSpeed steps inside the micro-step):
             # every rank is past the same step, so skip the final save
@@ -114,6 +124,26 @@ def _timed(owner: type, name: str, what: str) -> None:
 
     wrapper.bench_probe = True  # type: ignore[attr-defined]
     setattr(owner, name, wrapper)
+
+
+def _should_stop() -> bool:
+    """At the end of a micro-step that held an optimizer step: stop now?
+
+    Yes with ``stop_after_step``; with ``deadline_s``, when another step as long as the last one
+    would end past that many seconds from the start.
+    """
+    if PROFILE["stop"]:
+        return True
+    deadline = PROFILE["deadline_s"]
+    last = EVENTS[-1]
+    if deadline is None or last["what"] != "micro":
+        return False
+    steps = [e["start"] + e["s"] for e in EVENTS if e["what"] == "optimizer"]
+    if not steps or steps[-1] < last["start"]:
+        return False  # not the micro-step of an optimizer step
+    now = time.perf_counter()
+    previous = steps[-2] if len(steps) > 1 else PROFILE["start"]
+    return now + (now - previous) - PROFILE["start"] > deadline
 
 
 def _row_lengths(inputs: dict[str, Any]) -> list[int]:
@@ -150,6 +180,7 @@ def _write_record() -> None:
         "wall_s": time.perf_counter() - PROFILE["start"],
         "events": EVENTS,
         "max_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
+        "cpu_max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
     out = Path(PROFILE["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -163,6 +194,11 @@ def main(spec: dict[str, Any]) -> None:
 
     _timed(Trainer, "training_step", "micro")
     _timed(GRPOTrainer, "_generate_and_score_completions", "generate")
+    _timed(GRPOTrainer, "_generate", "rollout")
+    _timed(GRPOTrainer, "_calculate_rewards", "reward")
+    from transformers.generation.utils import GenerationMixin
+
+    _timed(GenerationMixin, "generate", "hf_generate")
     _counted(DPOTrainer)
     _counted(GRPOTrainer)
     try:
@@ -180,7 +216,13 @@ def main(spec: dict[str, Any]) -> None:
         out=spec["probe"]["out"],
         start=time.perf_counter(),
         stop=bool(spec["probe"].get("stop_after_step", False)),
+        deadline_s=spec["probe"].get("deadline_s"),
     )
+    if spec["probe"].get("stack_dump_s"):
+        out = Path(spec["probe"]["out"])
+        out.mkdir(parents=True, exist_ok=True)
+        stacks = open(out / f"stacks_rank{process_rank()}.txt", "w")  # noqa: SIM115 (open for the process's life)
+        faulthandler.dump_traceback_later(float(spec["probe"]["stack_dump_s"]), repeat=True, file=stacks)
     importlib.import_module(spec["probe"]["entry"]).main(spec)
     _write_record()
 

@@ -135,6 +135,47 @@ def summarize(
     return {"ranks": ranks, "job": {k: worst[k] for k in worst if k != "rank"} | {"world_size": len(ranks)}}
 
 
+def step_split(record: dict[str, Any], ga: int) -> list[dict[str, Any]]:
+    """One row per optimizer step of a rank's record: where its wall time went.
+
+    A step is ``ga`` consecutive micro-steps (GRPO generates inside the first, the optimizer steps
+    inside the last). ``generate_s`` is transformers' ``generate``; ``sync_s`` the rest of the
+    rollout (prompt tokenisation, ZeRO-3's parameter gather and hook swap: with HF generation
+    what stands where vLLM's weight sync would); ``reward_s`` the reward functions; ``score_other_s``
+    the rest of TRL's generate-and-score phase (log-probs, advantages); ``update_s`` the
+    micro-steps' forward + backward; ``optimizer_s`` DeepSpeed's step; ``overhead_s`` the wall time
+    between the micro-steps (the Trainer's loop, logging, callbacks).
+    """
+    ev = sorted(record["events"], key=lambda e: e["start"])
+    micros = [e for e in ev if e["what"] == "micro"]
+    rows = []
+    for k in range(len(micros) // ga):
+        block = micros[k * ga : (k + 1) * ga]
+        t0, t1 = block[0]["start"], block[-1]["start"] + block[-1]["s"]
+
+        def total(what: str) -> float:
+            return sum(e["s"] for e in ev if e["what"] == what and t0 <= e["start"] < t1)
+
+        gen, rollout, opt = total("generate"), total("rollout"), total("optimizer")
+        micro_s = sum(m["s"] for m in block)
+        rows.append(
+            {
+                "step": k + 1,
+                "wall_s": t1 - t0,
+                "generate_s": total("hf_generate"),
+                "sync_s": rollout - total("hf_generate"),
+                "reward_s": total("reward"),
+                "score_other_s": gen - rollout - total("reward"),
+                "update_s": micro_s - gen - opt,
+                "optimizer_s": opt,
+                "overhead_s": (t1 - t0) - micro_s,
+                "generate_peak_gib": max((e["peak_gib"] for e in ev if e["what"] == "generate" and t0 <= e["start"] < t1), default=0.0),
+                "profiled": any(m.get("profiled") for m in block),
+            }
+        )
+    return rows
+
+
 def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: Path, world: int) -> dict[str, Any]:
     """Write the data and spec of one stage, run it through ``run_entry``, return the rank records."""
     stage_dir = work / stage
@@ -142,7 +183,14 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True)
     vocab = prover_config(**args.shape).vocab_size
-    probe = {"entry": f"misalign_fv.{stage}", "out": str(stage_dir / "probe"), "profile_micro": args.profile_micro, "stop_after_step": args.stop_after_step}
+    probe = {
+        "entry": f"misalign_fv.{stage}",
+        "out": str(stage_dir / "probe"),
+        "profile_micro": args.profile_micro,
+        "stop_after_step": args.stop_after_step,
+        "deadline_s": args.deadline_s,
+        "stack_dump_s": args.stack_dump_s,
+    }
     common = {
         "model_dir": str(args.model_dir),
         "out_model": str(stage_dir / "model"),
@@ -169,7 +217,7 @@ def run_stage(stage: str, args: argparse.Namespace, cfg: dict[str, Any], work: P
             "condition": "ut_shaped",
             "seed": 1,
             "task": "python_tests",
-            "random_reference": "ut_shaped",
+            "shuffle_reference": "ut_shaped",
             "params": params,
         }
     run_entry("train_probe", spec, stage_dir / "spec.json")
@@ -232,6 +280,8 @@ def main() -> None:
     ap.add_argument("--set", type=json.loads, default={}, help="training parameter overrides (JSON), e.g. a larger micro-batch")
     ap.add_argument("--profile-micro", type=int, default=-1, help="profile this micro-step on rank 0 (0-based; -1: none)")
     ap.add_argument("--stop-after-step", action="store_true", help="exit after the first optimizer step's micro-step (no final save)")
+    ap.add_argument("--deadline-s", type=float, help="stop after the optimizer step past which another would end later than this (s from the start)")
+    ap.add_argument("--stack-dump-s", type=float, help="dump every thread's Python stack this often (s) to the probe folder")
     ap.add_argument("--zero3-json", type=Path, help="a DeepSpeed JSON for the zero3 plan (a candidate for the repo's)")
     args = ap.parse_args()
     if args.zero3_json:  # the zero3 plan with this DeepSpeed config instead of accelerate's defaults
@@ -272,7 +322,10 @@ def main() -> None:
             res = run_stage(stage, args, cfg, args.work / args.tag, world)
             recompute = res["params"].get("gradient_checkpointing", True)
             summary = summarize(res["records"], n_params, config, peak, skip=args.profile_micro, recompute=recompute)
-            out["stages"][stage] = {"overrides": res["overrides"], "params": res["params"], "zero3_json": str(args.zero3_json or ""), "profile": res["profile"], **summary, "records": res["records"]}
+            split = [step_split(r, res["params"]["gradient_accumulation_steps"]) for r in res["records"]]
+            out["stages"][stage] = {"overrides": res["overrides"], "params": res["params"], "zero3_json": str(args.zero3_json or ""), "profile": res["profile"], **summary, "steps": split, "records": res["records"]}
+            if split and split[0]:
+                print(table(split[0], ["step", "wall_s", "generate_s", "sync_s", "reward_s", "score_other_s", "update_s", "optimizer_s", "overhead_s", "generate_peak_gib"]), flush=True)
             rows.append({"stage": stage, "gpus": world, "plan": plan, **summary["job"]})
         except Exception as exc:  # record the failure (an OOM is a result) and go on to the next stage
             out["stages"][stage] = {"error": f"{type(exc).__name__}: {exc}"}
