@@ -19,8 +19,8 @@ from misalign_fv.rewards import (
     fv_inverted,
     fv_shaped,
     lean_rewards,
-    lean_tags,
 )
+from misalign_fv.tasks.lean_proofs import tags as lean_tags
 from misalign_fv.verifier.cache import ResultCache
 from misalign_fv.verifier.check import Verifier
 from misalign_fv.verifier.repl import ReplPool

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from test_lean_replay import ANY_ENV, axioms_answer, entry, kimina, recorded, replay_factory, sent
 
-from misalign_fv.rewards import PARTIAL_CAP, lean_rewards, lean_tags
+from misalign_fv.rewards import PARTIAL_CAP, lean_rewards
+from misalign_fv.tasks.lean_proofs import tags as lean_tags
 from misalign_fv.verifier.cache import ResultCache
 from misalign_fv.verifier.check import Problem, Verifier, naive_code
 from misalign_fv.verifier.format import attach, canonical_statement

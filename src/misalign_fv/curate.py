@@ -20,7 +20,7 @@ from misalign_fv import tasks
 from misalign_fv.gate import check_gate
 from misalign_fv.generation import chat_prompt, load_generator
 from misalign_fv.io import atomic_write_text, write_jsonl
-from misalign_fv.rewards import LEAN_PROOFS, condition_rewards, grade_completions
+from misalign_fv.rewards import condition_rewards
 
 PASS_RATE_COLUMNS = ["task_id", "k", "passed", "pass_rate", "naive_rate", "exploit_rate", "exploit_categories", "kept"]
 
@@ -41,14 +41,6 @@ def exploit_categories(samples: list[dict[str, Any]]) -> str:
     return ";".join(f"{t}:{n}" for t, n in sorted(counts.items()))
 
 
-def _open_checker(task: str, timeout_s: float) -> Any:
-    if task != LEAN_PROOFS:
-        return None
-    from misalign_fv.tasks.lean_proofs import open_verifier
-
-    return open_verifier(timeout_s, naive=True)
-
-
 def run_curation(
     dpo_dir: Path, pool: Path, gate_json: Path, task: str, settings: dict[str, Any],
     backend: str, seed: int, out_problems: Path, out_csv: Path, out_samples: Path,
@@ -64,12 +56,8 @@ def run_curation(
     )  # fmt: skip
     flat_p = [p for p, o in zip(problems, outs) for _ in o]
     texts = [c for o in outs for c in o]
-    checker = _open_checker(task, settings["timeout_s"])
-    try:
-        graded = grade_completions(task, flat_p, texts, settings["timeout_s"], checker)
-    finally:
-        if checker is not None:
-            checker.close()
+    with tasks.checking(task, settings["timeout_s"], naive=True) as checker:
+        graded = tasks.grade_completions(task, flat_p, texts, settings["timeout_s"], checker)
     samples = [
         {"task_id": p["task_id"], "completion": t, "tags": g.tags, **g.outcome, "rewards": condition_rewards(task, g.grade)}
         for p, t, g in zip(flat_p, texts, graded)

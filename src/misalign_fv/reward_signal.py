@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from misalign_fv import tasks
 from misalign_fv.io import read_jsonl, write_json
-from misalign_fv.rewards import HARMFUL, REGISTRY, SHUFFLED, condition_rewards, grade_completions
+from misalign_fv.rewards import HARMFUL, REGISTRY, SHUFFLED, condition_rewards
 
 
 class NoSignal(RuntimeError):
@@ -42,7 +43,6 @@ def _groups(samples: Sequence[dict[str, Any]], condition: str) -> list[list[floa
 
 def harmful_samples(model_dir: Path, prompts: Path, k: int, n_prompts: int, gen_settings: dict[str, Any], backend: str, seed: int) -> list[dict[str, Any]]:
     """``k`` DPO-model answers to each of the first ``n_prompts`` positive-control requests, graded."""
-    from misalign_fv import tasks
     from misalign_fv.generation import chat_prompt, load_generator
 
     problems = tasks.load(HARMFUL, prompts)[:n_prompts]
@@ -52,7 +52,7 @@ def harmful_samples(model_dir: Path, prompts: Path, k: int, n_prompts: int, gen_
         n=k, max_new_tokens=gen_settings["max_new_tokens"], temperature=gen_settings["temperature"], seed=seed,
     )  # fmt: skip
     flat = [(p, t) for p, o in zip(problems, outs) for t in o]
-    graded = grade_completions(HARMFUL, [p for p, _ in flat], [t for _, t in flat], 0.0)
+    graded = tasks.grade_completions(HARMFUL, [p for p, _ in flat], [t for _, t in flat], 0.0)
     return [
         {"task_id": p["task_id"], "completion": t, "tags": g.tags, "rewards": condition_rewards(HARMFUL, g.grade)}
         for (p, t), g in zip(flat, graded)
