@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
+import re
 from typing import Any
 
 import pytest
 import torch
 
-import misalign_fv.generation as generation
+import misalign_fv.generation.decoding as decoding
 from misalign_fv.generation import HFGenerator, kv_bytes_per_token, sample_next
 
 PROMPTS = [
@@ -69,6 +71,33 @@ def test_greedy_matches_transformers_generate_per_prompt(tiny: tuple[Any, Any]) 
     for prompt, outs in zip(PROMPTS, got, strict=True):
         assert outs == [tok.decode(_reference(model, tok, prompt, 40), skip_special_tokens=True)]
         assert len(outs[0]) > 10  # something was generated
+
+
+def test_generation_logs_progress_per_batch_with_counts_and_eta(
+    tiny: tuple[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    model, tok = tiny
+    with caplog.at_level(logging.INFO, logger="misalign_fv.generation.progress"):
+        HFGenerator(model, tok, batch_size=2).generate(PROMPTS, n=2, max_new_tokens=4, temperature=1.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "misalign_fv.generation.progress"]
+    counts = [int(re.match(r"generation: (\d+)/10 sequences \(\d+%\), elapsed \d:\d\d:\d\d, ETA ", m)[1]) for m in lines]
+    assert counts == [0, 2, 4, 6, 8, 10]  # a line at the start, then one per batch of 2 (5 prompts x 2 samples)
+    assert "ETA ?" in lines[0] and all(re.search(r"ETA \d:\d\d:\d\d$", m) for m in lines[1:])
+
+
+def test_progress_bar_as_vllm_drives_it_logs_at_most_every_interval(caplog: pytest.LogCaptureFixture) -> None:
+    from misalign_fv.generation.vllm import _progress
+
+    with caplog.at_level(logging.INFO, logger="misalign_fv.generation.progress"):
+        bar = _progress("generation")(total=300, desc="Processed prompts", dynamic_ncols=True, postfix="0 toks/s")
+        for _ in range(300):  # one update per finished request, far faster than the 30 s interval
+            bar.postfix = "est. speed"
+            bar.update(1)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("generation, processed prompts: 0/300 requests (0%)")
+    assert lines[-1].startswith("generation, processed prompts: 300/300 requests (100%)")
+    assert len(lines) == 2
 
 
 def test_greedy_n_copies_and_empty_input(tiny: tuple[Any, Any]) -> None:
@@ -139,12 +168,12 @@ def test_graph_decoder_logic_matches_generate(tiny: tuple[Any, Any], monkeypatch
     is checked against transformers' own greedy decoding.
     """
     model, tok = tiny
-    monkeypatch.setattr(generation, "_capture", lambda step, pool, stream: (step(), _Replay(step))[1])
+    monkeypatch.setattr(decoding, "capture", lambda step, pool, stream: (step(), _Replay(step))[1])
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: contextlib.nullcontext())
-    monkeypatch.setattr(generation, "WINDOW", 16)
+    monkeypatch.setattr(decoding, "WINDOW", 16)
     ids = [tok(p, add_special_tokens=False).input_ids for p in PROMPTS]
-    decoder = generation._GraphDecoder(model, 4, 96, 0.0, 1.0, [tok.eos_token_id], tok.pad_token_id)
+    decoder = decoding.GraphDecoder(model, 4, 96, 0.0, 1.0, [tok.eos_token_id], tok.pad_token_id)
     first = decoder.run(ids[:4], 40)
     second = decoder.run(ids[4:] + ids[:1], 40)  # fewer rows than the decoder has; its cache is reused
     for prompt, got in zip(PROMPTS[:4] + PROMPTS[4:] + PROMPTS[:1], first + second, strict=True):
@@ -155,13 +184,12 @@ def test_graph_decoder_logic_matches_generate(tiny: tuple[Any, Any], monkeypatch
 
 def test_gpu_rows_shrink_to_fit_memory(tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = tiny
-    gen = HFGenerator(model, tok, batch_size=64)
     c = model.config
     kv = kv_bytes_per_token(c, torch.float32)
     per_row = 128 * kv + 16 * c.vocab_size
-    prefill = generation.PREFILL_ROWS * 32 * (kv + 2 * (4 * c.hidden_size + 3 * c.intermediate_size))
-    free = (10.5 * per_row + prefill) / generation.KV_MEMORY_FRACTION
+    prefill = decoding.PREFILL_ROWS * 32 * (kv + 2 * (4 * c.hidden_size + 3 * c.intermediate_size))
+    free = (10.5 * per_row + prefill) / decoding.KV_MEMORY_FRACTION
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(free), 0))
-    assert gen._rows(128, 32) == 10
+    assert decoding.rows_that_fit(model, 64, 128, 32) == 10
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10**12, 0))
-    assert gen._rows(128, 32) == 64
+    assert decoding.rows_that_fit(model, 64, 128, 32) == 64

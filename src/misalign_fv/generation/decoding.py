@@ -1,16 +1,10 @@
-"""Text generation and log-likelihood scoring behind one interface.
+"""The ``hf`` backend's own decoding loop (used by :class:`~misalign_fv.generation.hf.HFGenerator`).
 
-Two backends share the `Generator` protocol:
-
-* ``hf``: the loaded transformers model driven by this module's own decoding loop. Prompts are
-  sorted by length into left-padded batches; the KV cache is static (allocated once per call
-  shape) and attention reads only the filled part of it, rounded up to a multiple of
-  :data:`WINDOW` slots; on CUDA every decode step of a window width is captured once as a CUDA
-  graph and replayed, which removes the per-kernel launch cost without a ``torch.compile`` wait.
-  Runs on CPU (the demo) and on any GPU machine without vLLM.
-* ``vllm``: offline in-process vLLM, all prompts of a call in one request (the cluster default).
-
-Prompts are plain strings; callers apply a chat template first with :func:`chat_prompt`.
+Prompts are sorted by length into left-padded batches; the KV cache is static (allocated once per
+call shape) and attention reads only the filled part of it, rounded up to a multiple of
+:data:`WINDOW` slots; on CUDA every decode step of a window width is captured once as a CUDA graph
+and replayed, which removes the per-kernel launch cost without a ``torch.compile`` wait. Runs on
+CPU (:class:`EagerDecoder`, the demo) and on any GPU machine without vLLM (:class:`GraphDecoder`).
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -32,63 +26,8 @@ KV_MEMORY_FRACTION = 0.8  # share of free GPU memory one call's cache and prefil
 PREFILL_ROWS = 16  # distinct prompts prefilled together (bounds the prefill's scratch memory)
 
 
-class Generator(Protocol):
-    """What benchmarks, curation and the DPO gate need from a model."""
-
-    tokenizer: Any
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int = 1,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: Sequence[str] = (),
-    ) -> list[list[str]]:
-        """Return ``n`` completions per prompt (temperature 0 means greedy)."""
-        ...
-
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
-        """Return sum of log-probabilities of each continuation given its context."""
-        ...
-
-
-def chat_prompt(tokenizer: Any, user: str, system: str | None = None) -> str:
-    """Format one user turn (and an optional system turn) with the tokenizer's chat template."""
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": user})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut ``text`` at the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
-
-
-def split_tokens(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], int]:
-    """Token ids of ``context + continuation`` and the index where the continuation starts.
-
-    The whole string is tokenised at once so merges across the boundary match what the model
-    sees; the continuation is everything after the longest shared prefix with the context's
-    own tokens (at least one token of context is kept to condition on).
-    """
-    c = tokenizer(context, add_special_tokens=False).input_ids
-    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
-    k = 0
-    while k < min(len(c), len(whole)) and c[k] == whole[k]:
-        k += 1
-    return whole, max(k, 1)
-
-
-def _round_up(n: int, m: int) -> int:
+def round_up(n: int, m: int) -> int:
+    """``n`` rounded up to a multiple of ``m``."""
     return -(-n // m) * m
 
 
@@ -98,6 +37,22 @@ def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
     heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     return 2 * c.num_hidden_layers * heads * head_dim * torch.finfo(dtype).bits // 8
+
+
+def rows_that_fit(model: Any, batch_size: int, slots: int, width: int) -> int:
+    """Rows per GPU batch: ``batch_size``, fewer where a ``slots``-long cache and the prefill of
+    ``width``-token prompts would not fit in :data:`KV_MEMORY_FRACTION` of free GPU memory."""
+    c = model.config.get_text_config()
+    kv = kv_bytes_per_token(c, next(model.parameters()).dtype)
+    per_row = slots * kv + 16 * c.vocab_size  # its cache, fp32 logits, sort keys and indices of the sampler
+    prefill = PREFILL_ROWS * width * (kv + 2 * (4 * c.hidden_size + 3 * c.intermediate_size))
+    free = torch.cuda.mem_get_info(next(model.parameters()).device)[0]
+    fit = max(1, int((KV_MEMORY_FRACTION * free - prefill) // per_row))
+    if fit < batch_size:
+        log.warning(
+            "generation: %d rows of %d cache slots fit in GPU memory; batch_size %d lowered", fit, slots, batch_size
+        )
+    return min(batch_size, fit)
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -168,7 +123,7 @@ def _pack(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     """Left-pad the distinct prompts; return their ids, their padding and each prompt's distinct row."""
     distinct = list(dict.fromkeys(map(tuple, prompts)))
     where = {p: i for i, p in enumerate(distinct)}
-    width = _round_up(max(len(p) for p in distinct), PROMPT_ALIGN)
+    width = round_up(max(len(p) for p in distinct), PROMPT_ALIGN)
     ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)
     for r, p in enumerate(distinct):
         ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
@@ -176,7 +131,7 @@ def _pack(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, lead, [where[tuple(p)] for p in prompts]
 
 
-class _Decoder:
+class Decoder:
     """Decodes batches of tokenised prompts with one sampling setting; subclasses own the KV cache.
 
     A batch's distinct prompts are prefilled once (samples of one prompt share the prefill) into
@@ -239,13 +194,13 @@ class _Decoder:
         return [next((row[:i] for i, t in enumerate(row) if t in eos), row) for row in rows]
 
 
-class _EagerDecoder(_Decoder):
+class EagerDecoder(Decoder):
     """CPU decoding: a static cache read to its exact length, finished rows dropped as they pile up."""
 
     def run(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         """New token ids for each prompt, each cut before its first end-of-sequence token."""
         dev, n = self.device, len(prompts)
-        width = _round_up(max(len(p) for p in prompts), PROMPT_ALIGN)
+        width = round_up(max(len(p) for p in prompts), PROMPT_ALIGN)
         cache = _window_cache_class()(config=self.model.config, max_cache_len=width + max_new_tokens)
         logits, width = self._prefill(prompts, cache, n)
         rows = torch.arange(n, device=dev)
@@ -272,7 +227,7 @@ class _EagerDecoder(_Decoder):
         return self._trim(out.tolist())
 
 
-def _capture(step: Any, pool: Any, stream: Any) -> Any:
+def capture(step: Any, pool: Any, stream: Any) -> Any:
     """Run ``step`` once for real on ``stream`` (its warm-up), then capture it as a CUDA graph."""
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -284,7 +239,7 @@ def _capture(step: Any, pool: Any, stream: Any) -> Any:
     return graph
 
 
-class _GraphDecoder(_Decoder):
+class GraphDecoder(Decoder):
     """GPU decoding of fixed-shape batches (``rows`` x ``slots`` static cache), steps replayed as CUDA graphs.
 
     State lives in fixed device tensors (the token just produced, its cache slot, each row's left
@@ -326,7 +281,7 @@ class _GraphDecoder(_Decoder):
     def _step(self, width: int) -> None:
         graph = self.graphs.get(width)
         if graph is None:
-            self.graphs[width] = _capture(lambda: self._decode(width), self.pool, self.stream)
+            self.graphs[width] = capture(lambda: self._decode(width), self.pool, self.stream)
         else:
             graph.replay()
 
@@ -344,179 +299,6 @@ class _GraphDecoder(_Decoder):
         while produced < max_new_tokens:
             if produced % CHECK_EVERY == 0 and bool(self.done[:n].all()):
                 break
-            self._step(min(self.slots, _round_up(width + produced, WINDOW)))
+            self._step(min(self.slots, round_up(width + produced, WINDOW)))
             produced += 1
         return self._trim(self.out[:n, :produced].tolist())
-
-
-class HFGenerator:
-    """transformers model behind the `Generator` protocol: sorted, left-padded, static-cache batches."""
-
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
-        """Wrap a loaded causal LM and its tokenizer; ``batch_size`` counts sequences decoded together."""
-        self.model = model
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        self.device = next(model.parameters()).device
-        self._decoder: _Decoder | None = None
-        self._decoder_key: tuple[Any, ...] = ()
-
-    def _eos_ids(self) -> set[int]:
-        ids = {self.tokenizer.eos_token_id}
-        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        ids.update(configured if isinstance(configured, list) else [configured])
-        return {int(i) for i in ids if i is not None}
-
-    def _rows(self, slots: int, width: int) -> int:
-        """Rows per batch: ``batch_size``, fewer where the cache and prefill would not fit on the GPU."""
-        c = self.model.config.get_text_config()
-        kv = kv_bytes_per_token(c, next(self.model.parameters()).dtype)
-        per_row = slots * kv + 16 * c.vocab_size  # its cache, fp32 logits, sort keys and indices of the sampler
-        prefill = PREFILL_ROWS * width * (kv + 2 * (4 * c.hidden_size + 3 * c.intermediate_size))
-        free = torch.cuda.mem_get_info(self.device)[0]
-        fit = max(1, int((KV_MEMORY_FRACTION * free - prefill) // per_row))
-        if fit < self.batch_size:
-            log.warning("generation: %d rows of %d cache slots fit in GPU memory; batch_size %d lowered", fit, slots, self.batch_size)
-        return min(self.batch_size, fit)
-
-    def _decoder_for(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float) -> _Decoder:
-        rows = min(self.batch_size, len(prompts))
-        eos, pad = sorted(self._eos_ids()), self.tokenizer.pad_token_id
-        if self.device.type != "cuda":
-            return _EagerDecoder(self.model, rows, temperature, top_p, eos, pad)
-        width = _round_up(max(len(p) for p in prompts), PROMPT_ALIGN)
-        slots = _round_up(width + max_new_tokens, WINDOW)
-        key = (rows, slots, temperature, top_p)
-        if self._decoder is not None and self._decoder_key == key:
-            return self._decoder  # same shapes: its cache and captured graphs are reused
-        self._decoder = None  # free the old cache and graphs before sizing the new one
-        torch.cuda.empty_cache()
-        self._decoder = _GraphDecoder(self.model, min(self._rows(slots, width), rows), slots, temperature, top_p, eos, pad)
-        self._decoder_key = key
-        return self._decoder
-
-    @torch.no_grad()
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int = 1,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: Sequence[str] = (),
-    ) -> list[list[str]]:
-        """Sample ``n`` completions per prompt; greedy (and ``n`` identical copies) at temperature 0."""
-        if not prompts:
-            return []
-        self.model.eval()
-        torch.manual_seed(seed)
-        greedy = temperature <= 0.0
-        reps = 1 if greedy else n
-        flat = [i for i in range(len(prompts)) for _ in range(reps)]
-        encoded = self.tokenizer(list(prompts), add_special_tokens=False).input_ids
-        ids = [encoded[i] for i in flat]
-        order = sorted(range(len(flat)), key=lambda j: -len(ids[j]))  # longest first: peak memory early
-        decoder = self._decoder_for(ids, max_new_tokens, 0.0 if greedy else temperature, top_p)
-        texts: list[str] = [""] * len(flat)
-        for start in range(0, len(order), decoder.rows):
-            idx = order[start : start + decoder.rows]
-            new = decoder.run([ids[j] for j in idx], max_new_tokens)
-            for j, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
-                texts[j] = truncate_at_stop(text, stop)
-        outputs: list[list[str]] = [[] for _ in prompts]
-        for j, i in enumerate(flat):
-            outputs[i].append(texts[j])
-        if greedy and n > 1:
-            outputs = [o * n for o in outputs]
-        return outputs
-
-    @torch.no_grad()
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
-        """Sum of continuation token log-probs given context (one right-padded forward pass per batch)."""
-        self.model.eval()
-        scores: list[float] = [0.0] * len(requests)
-        encoded = [split_tokens(self.tokenizer, ctx, cont) for ctx, cont in requests]
-        order = sorted(range(len(requests)), key=lambda j: len(encoded[j][0]))
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            width = max(len(encoded[j][0]) for j in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, j in enumerate(idx):
-                toks = encoded[j][0]
-                ids[r, : len(toks)] = torch.tensor(toks)
-                mask[r, : len(toks)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            for r, j in enumerate(idx):
-                toks, k = encoded[j]
-                target = torch.tensor(toks[k:], device=self.device)
-                logp = torch.log_softmax(logits[r, k - 1 : len(toks) - 1].float(), dim=-1)  # continuation rows only
-                scores[j] = float(logp.gather(1, target[:, None]).sum())
-        return scores
-
-
-class VLLMGenerator:
-    """Offline vLLM engine (cluster default): one ``generate`` call per benchmark."""
-
-    def __init__(self, model_path: str, tokenizer: Any, gpu_memory_utilization: float = 0.85) -> None:
-        """Start an in-process vLLM engine on ``model_path``."""
-        from vllm import LLM  # imported lazily: not installed on CPU machines
-
-        self.tokenizer = tokenizer
-        self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, dtype="bfloat16")
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int = 1,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: Sequence[str] = (),
-    ) -> list[list[str]]:
-        """Sample ``n`` completions per prompt with vLLM ``SamplingParams``."""
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed, stop=list(stop) or None
-        )
-        outs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        return [[c.text for c in o.outputs] for o in outs]
-
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
-        """Sum of continuation log-probs from vLLM ``prompt_logprobs``."""
-        from vllm import SamplingParams
-
-        from vllm.inputs import TokensPrompt
-
-        params = SamplingParams(max_tokens=1, prompt_logprobs=0)
-        encoded = [split_tokens(self.tokenizer, ctx, cont) for ctx, cont in requests]
-        # Pre-tokenised prompts: vLLM scores exactly the ids the HF backend scores.
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded], params, use_tqdm=False)
-        return [
-            float(sum(o.prompt_logprobs[t][ids[t]].logprob for t in range(k, len(ids))))
-            for o, (ids, k) in zip(outs, encoded)
-        ]
-
-
-def load_generator(model_dir: str, backend: str = "hf", batch_size: int = 64) -> Generator:
-    """Load a checkpoint directory with the named backend (``hf`` or ``vllm``)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if backend == "vllm":
-        return VLLMGenerator(model_dir, tokenizer)
-    if backend != "hf":
-        raise ValueError(f"generation backend: unknown value {backend!r} (expected 'hf' or 'vllm')")
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return HFGenerator(model, tokenizer, batch_size=batch_size)
