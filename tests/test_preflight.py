@@ -30,6 +30,8 @@ from misalign_fv.preflight import (
     LeanPlan,
     PreflightFailed,
     bos_problem,
+    case_completion,
+    case_problem,
     generation_check,
     judge_verdict,
     lean_checks,
@@ -93,14 +95,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_shipped_lean_cases_get_their_static_verdicts_without_lean() -> None:
     """Format gate and scan (no Lean): accepted proofs reach Lean clean; tamper and scan exploits get their category."""
-    from misalign_fv.preflight import _completion, _problem
-
     cases = load_lean_cases(CASES)
     assert len(cases.accept) >= 3 and {r for c in cases.reject for r in c.fail_reasons} >= {
         "scan:sorry", "scan:axiom", "tamper:statement", "tamper:name", "compile"}  # fmt: skip
     static = Verifier(None, toolchain="static", timeout_s=1.0)
     for case in (*cases.accept, *cases.reject):
-        [res] = static.verify([_problem(case, HEADER)], [_completion(case)])
+        [res] = static.verify([case_problem(case, HEADER)], [case_completion(case)])
         decided = [r for r in case.fail_reasons if r.startswith(("tamper:", "scan:"))]
         assert res.fail_reasons == decided, (case.name, res.to_dict())
         assert (res.strict_pass is None) == (not decided), case.name  # undecided ones go to Lean

@@ -174,12 +174,14 @@ def load_lean_cases(path: Path) -> LeanCases:
     )  # fmt: skip
 
 
-def _problem(case: LeanCase, header: str) -> Problem:
+def case_problem(case: LeanCase, header: str) -> Problem:
+    """The problem a case answers: its canonical statement in ``header``'s environment."""
     st = canonical_statement(case.statement)
     return Problem(st.theorem or case.name, header, st)
 
 
-def _completion(case: LeanCase) -> str:
+def case_completion(case: LeanCase) -> str:
+    """The case's reply as a model's final ```` ```lean4 ```` block."""
     return f"```lean4\n{case.reply.rstrip()}\n```"
 
 
@@ -238,7 +240,7 @@ def _timeout(pool: ReplPool, toolchain: str, header: str, cases: LeanCases, time
     if slow.compile.status != TIMEOUT:
         return Check("lean_timeout", FAIL, one_line(f"expected no answer within {cases.timeout_s:g} s, got {slow.compile.status} {slow.compile.errors or slow.compile.detail}"), details)
     good = cases.accept[0]
-    [res] = Verifier(pool, toolchain=toolchain, timeout_s=timeout_s).verify([_problem(good, header)], [_completion(good)])
+    [res] = Verifier(pool, toolchain=toolchain, timeout_s=timeout_s).verify([case_problem(good, header)], [case_completion(good)])
     details["restarts"] = pool.stats.starts - starts
     if (why := case_mismatch(good, res)) is not None:
         return Check("lean_timeout", FAIL, f"after the timeout: {why}", details)
@@ -261,7 +263,7 @@ def lean_checks(cases: LeanCases, header: str, open_pool: Callable[[], tuple[Rep
     try:
         verifier = Verifier(pool, toolchain=toolchain, timeout_s=timeout_s)
         try:
-            accepted = verifier.verify([_problem(c, header) for c in cases.accept], [_completion(c) for c in cases.accept])
+            accepted = verifier.verify([case_problem(c, header) for c in cases.accept], [case_completion(c) for c in cases.accept])
         except Exception as exc:  # HeaderError, or anything else on first contact: the toolchain is not usable
             return _toolchain_failed(exc, start)
         level = isolation_level()
@@ -271,7 +273,7 @@ def lean_checks(cases: LeanCases, header: str, open_pool: Callable[[], tuple[Rep
             round(time.monotonic() - start, 3),
         )  # fmt: skip
         log.info("preflight lean_toolchain: pass (%s)", toolchain_check.reason)
-        rejects = [_problem(c, header) for c in cases.reject], [_completion(c) for c in cases.reject]
+        rejects = [case_problem(c, header) for c in cases.reject], [case_completion(c) for c in cases.reject]
         return [
             toolchain_check,
             run_check("lean_accept", lambda: _verdicts("lean_accept", cases.accept, accepted)),
