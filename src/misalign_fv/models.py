@@ -3,13 +3,18 @@
 The demo model is a random-init Llama-architecture network with a byte-level BPE tokenizer
 trained locally on the demo text, a chat template, and a short supervised warm-up on the
 narrow task so that it has a skill to lose (the stand-in for pretraining).
+
+Every stage publishes its model the same way (:func:`publishing` / :func:`publish_model`): into a
+temporary folder renamed into place, with a provenance marker (:data:`MARKER`) beside the weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ import torch
 
 from misalign_fv.io import atomic_dir, read_jsonl, write_json
 
+MARKER = "misalign_fv_model.json"  # a published model's provenance: run_id, stage, and what made it
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 # Plain role-tagged template. `{% generation %}` marks assistant text for TRL's
@@ -29,6 +35,31 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+
+
+@contextlib.contextmanager
+def publishing(out_dir: Path, provenance: dict[str, Any]) -> Iterator[Path]:
+    """The one model publish step: yield an empty temporary folder to write a model into.
+
+    When the block succeeds the folder, with ``provenance`` written to :data:`MARKER`, replaces
+    ``out_dir`` in one rename (a failure leaves the old ``out_dir``, or none, and no partial
+    model). ``provenance`` needs ``run_id`` (what evaluations and the judge record) and ``stage``.
+    """
+    missing = [k for k in ("run_id", "stage") if not provenance.get(k)]
+    if missing:
+        raise ValueError(f"publishing {out_dir}: provenance lacks {', '.join(missing)}")
+    with atomic_dir(Path(out_dir)) as tmp:
+        yield tmp
+        write_json(tmp / MARKER, provenance)
+
+
+def publish_model(src: Path, out_dir: Path, provenance: dict[str, Any]) -> None:
+    """Publish the model folder ``src`` (weights, config, tokenizer) as ``out_dir`` (see :func:`publishing`)."""
+    src = Path(src)
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src}: not a saved model (no config.json)")
+    with publishing(out_dir, provenance) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
@@ -129,10 +160,9 @@ def build_tiny_model(
         for side in ("chosen", "rejected")
     ]
     _sft_warmup(model, tokenizer, examples, settings, seed)
-    with atomic_dir(out_dir) as tmp:
+    with publishing(out_dir, {"run_id": uuid.uuid4().hex, "stage": "base", "source": "tiny", "settings": settings, "seed": seed}) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "misalign_fv_model.json", {"run_id": uuid.uuid4().hex, "stage": "base", "source": "tiny", "settings": settings, "seed": seed})
 
 
 def _sft_warmup(model: Any, tokenizer: Any, examples: list[str], settings: dict[str, Any], seed: int) -> None:
@@ -159,9 +189,9 @@ def download_model(out_dir: Path, repo_id: str, revision: str) -> None:
     """Download a model snapshot from the Hugging Face hub into ``out_dir`` (needs network)."""
     from huggingface_hub import snapshot_download
 
-    with atomic_dir(out_dir) as tmp:
+    provenance = {"run_id": uuid.uuid4().hex, "stage": "base", "source": "hf", "repo_id": repo_id, "revision": revision}
+    with publishing(out_dir, provenance) as tmp:
         try:
             snapshot_download(repo_id=repo_id, revision=revision, local_dir=tmp)
         except Exception as exc:  # network errors come in many types; name the model once
             raise RuntimeError(f"base_model: could not download {repo_id}@{revision}: {exc}".splitlines()[0]) from exc
-        write_json(tmp / "misalign_fv_model.json", {"run_id": uuid.uuid4().hex, "stage": "base", "source": "hf", "repo_id": repo_id, "revision": revision})

@@ -30,12 +30,16 @@ BOOTSTRAP_RESAMPLES = 2000
 
 @dataclass(frozen=True)
 class Score:
-    """A judged benchmark's result: metrics (``<name>_ci`` keys: [lo, hi]), item count, coverage, definitions."""
+    """A judged benchmark's result: metrics (``<name>_ci`` keys: [lo, hi]), item count, coverage, definitions.
+
+    ``definitions``: what each metric means (text), and under ``thresholds`` the numbers its
+    definitions use (the report reads them from the eval JSON rather than knowing them).
+    """
 
     metrics: dict[str, Any]
     n: int
     coverage: float | None
-    definitions: dict[str, str]
+    definitions: dict[str, Any]
     breakdown: dict[str, Any] = field(default_factory=dict)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class EvalResult:
     items: dict[str, np.ndarray]
     judge_coverage: float | None
     step: int | None = None  # training step of a trajectory point (None: a final evaluation)
+    thresholds: dict[str, float] = field(default_factory=dict)  # definitions.thresholds: numbers the metrics use
 
     @property
     def samples_path(self) -> Path:
@@ -181,7 +182,21 @@ def load_eval(path: str | Path) -> EvalResult:
         items=items,
         judge_coverage=None if coverage is None else _number(path, "judge_coverage", coverage),
         step=step,
+        thresholds=_thresholds(path, raw.get("definitions")),
     )
+
+
+def _thresholds(path: Path, definitions: Any) -> dict[str, float]:
+    """``definitions.thresholds`` of an eval JSON (e.g. EM's ``aligned_below``/``coherent_above``); {} when absent."""
+    raw = definitions.get("thresholds") if isinstance(definitions, dict) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ReportInputError(path, "definitions.thresholds is not an object")
+    out = {str(k): _number(path, f"definitions.thresholds.{k}", v) for k, v in raw.items()}
+    if any(math.isnan(v) for v in out.values()):
+        raise ReportInputError(path, "definitions.thresholds has a null value")
+    return out
 
 
 def load_trajectory(run_dirs: Iterable[str | Path]) -> list[EvalResult]:
