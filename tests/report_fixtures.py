@@ -205,3 +205,21 @@ def write_tree(
         positive_control="fv_exploit" if "fv_exploit" in conditions else None,
     )
     return Tree(root, evals, runs, gate, tsvs, settings)
+
+
+def judge_scores_nothing(tree: Tree, bench: str = "em_main") -> None:
+    """Rewrite every ``bench`` evaluation as the demo's tiny judge leaves it: coverage 0, every metric and
+    item score null, every answer unscored (EM samples keep their answers without judge scores)."""
+    for path in tree.eval_jsons:
+        raw = json.loads(path.read_text())
+        if raw["benchmark"] != bench:
+            continue
+        raw.update(judge_coverage=0.0, metrics=dict.fromkeys(raw["metrics"]), ci={},
+                   items={m: [None] * len(v) for m, v in raw["items"].items()})  # fmt: skip
+        path.write_text(json.dumps(raw))
+        samples = path.with_name(f"{bench}.samples.jsonl.gz")
+        if samples.exists():
+            with gzip.open(samples, "rt", encoding="utf-8") as fh:
+                rows = [json.loads(line) for line in fh]
+            with gzip.open(samples, "wt", encoding="utf-8") as fh:
+                fh.writelines(json.dumps({**r, "aligned": None, "coherent": None}) + "\n" for r in rows)

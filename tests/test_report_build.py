@@ -38,13 +38,17 @@ def test_writes_every_output(tree: Tree, tmp_path: Path) -> None:
     assert [p.name for p in written] == output_names()
     for path in written:
         assert path.is_file() and path.stat().st_size > 0, path
+    md = (tmp_path / "report.md").read_text()
     for name in output_names():
         if name.endswith(".png"):
             img = mpimg.imread(tmp_path / name)
-            assert img.shape[0] >= 300 and img.shape[1] >= 600, name
             assert img.std() > 0.01, f"{name} is blank"
+            if f"]({name})" in md:  # drawn: a real figure; otherwise its file holds the sentence the report shows
+                assert img.shape[0] >= 300 and img.shape[1] >= 600, name
         if name.endswith(".pdf"):
             assert (tmp_path / name).read_bytes().startswith(b"%PDF"), name
+    # the synthetic tree has no trajectory: one sentence instead of a figure
+    assert "](fig_trajectory.png)" not in md and "No trajectory figure: eval.trajectory is not configured" in md
 
 
 def test_scores_csv_is_tidy(tree: Tree, out: Path) -> None:
@@ -83,6 +87,8 @@ def test_collapsed_run_is_labelled_and_kept(out: Path) -> None:
     assert "- an outcome, kept in every statistic and labelled beside the numbers." in md
     headline_rows = [line for line in md.splitlines() if line.startswith("| truthfulqa_mc / mc1 | fv_exploit")]
     assert len(headline_rows) == 1 and "labelled: seed2 (collapsed at step 12" in headline_rows[0]
+    assert "| fv_exploit (positive control) | 3/3 |" in md and "| 1 seed(s) collapsed, kept |" in md
+    assert "- Collapsed (1 starved): 1 checkpoint (1 of 9 GRPO runs: fv_exploit/seed2); kept as outcomes, labelled." in md
 
 
 def _items(tree: Tree, ckpt: str, bench: str, metric: str) -> np.ndarray:
@@ -145,9 +151,10 @@ def test_rebuild_is_byte_identical(tree: Tree, out: Path, tmp_path: Path) -> Non
 
 def test_report_md_has_every_section(out: Path) -> None:
     md = (out / "report.md").read_text()
-    for heading in ("## Flags", "## Setup", "## Headline results", "## Results by benchmark", "## Figures",
-                    "## GRPO runs", "## Methods"):  # fmt: skip
-        assert heading in md
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings == ["## Flags", "## Methods", "## Setup", "## Manipulation checks", "## Safety over training",
+                        "## Judge validation", "## Headline results", "## Results by benchmark", "## Figures",
+                        "## GRPO runs", "## Appendix: every flag"]  # fmt: skip
     assert "| GPU hours | 10.80 |" in md  # dpo 1.5 h x 1 GPU + grpo 4.65 h x 2 GPUs
     assert "On truthfulqa_mc/mc1, the base model scored" in md
     assert "Holm p = " in md and "(exploratory, uncorrected)" in md and "the design detects |Δ| >=" in md
@@ -209,9 +216,9 @@ def test_no_update_leaves_one_seed_not_estimable(tmp_path: Path) -> None:
 def test_without_em_benchmark_the_report_says_so(tmp_path: Path) -> None:
     out = _build(write_tree(tmp_path / "tree", with_em=False), tmp_path / "out")
     md = (out / "report.md").read_text()
-    assert "No EM benchmark (em_main or em_prereg) was evaluated" in md
-    assert "Placeholder: no EM benchmark" in md
-    img = mpimg.imread(out / "fig_em_scatter.png")
+    assert "No EM benchmark (em_main or em_prereg) was evaluated, so there is no alignment vs coherence scatter." in md
+    assert "](fig_em_scatter.png)" not in md  # a sentence, not an empty figure
+    img = mpimg.imread(out / "fig_em_scatter.png")  # the declared file holds that sentence
     assert img.shape[0] > 200 and img.std() > 0.01
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
 from misalign_fv.report import ReportInputError
 from misalign_fv.report.compose import fmt, fmt_est, fmt_p
 from misalign_fv.report.config import ReportSettings
-from misalign_fv.report.render import Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from misalign_fv.report.render import Bullets, Heading, Image, Paragraph, Table, png_size, to_html, to_markdown
 
 
 def test_number_formats() -> None:
@@ -25,14 +26,14 @@ def test_number_formats() -> None:
 
 
 def test_markdown_and_html(tmp_path: Path) -> None:
-    png = b"\x89PNG\r\n\x1a\nfake"
-    (tmp_path / "fig.png").write_bytes(png)
+    mpimg.imsave(tmp_path / "fig.png", np.zeros((20, 30)))
+    png = (tmp_path / "fig.png").read_bytes()
     blocks = [
         Heading(2, "Results"),
-        Paragraph("a < b & c"),
+        Paragraph("a < b & c", anchor="answer"),
         Bullets(("one", "two")),
-        Table(("name", "value"), (("x|y", "1"),)),
-        Image("fig.png", "fig.pdf", "A caption"),
+        Table(("name", "value"), (("x|y", "1"),), anchor="primary"),
+        Image("fig.png", "fig.pdf", "A caption", anchor="lead-figure"),
     ]
     md = to_markdown(blocks)
     assert md == (
@@ -40,9 +41,11 @@ def test_markdown_and_html(tmp_path: Path) -> None:
         "![A caption](fig.png)\n\n*A caption* ([PDF](fig.pdf))\n"
     )
     html = to_html(blocks, "T & t", tmp_path)
-    assert "<title>T &amp; t</title>" in html and "<p>a &lt; b &amp; c</p>" in html
-    assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in html
-    assert "<td>x|y</td>" in html
+    assert "<title>T &amp; t</title>" in html and '<p id="answer">a &lt; b &amp; c</p>' in html
+    assert f'<figure id="lead-figure"><img alt="A caption" width="30" height="20" src="data:image/png;base64,{base64.b64encode(png).decode()}">' in html
+    assert '<table id="primary">' in html and "<td>x|y</td>" in html
+    with pytest.raises(ValueError, match="not a PNG"):
+        png_size(b"GIF89a" + bytes(20))
 
 
 def test_settings_errors_name_the_key() -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from misalign_fv.benchmarks import EM_BENCHMARKS
 from misalign_fv.report import figures, manipulation, validation
 from misalign_fv.report.analysis import benchmark_metrics, power_table, stats_table
-from misalign_fv.report.compose import FIGURES, compose_report
+from misalign_fv.report.compose import FIGURES, figure_blocks, compose_report
 from misalign_fv.report.config import ReportSettings
 from misalign_fv.report.flags import EXCLUDED, Flag, collect_flags, exclusions
 from misalign_fv.report.load import (
@@ -26,7 +27,7 @@ from misalign_fv.report.load import (
     load_signal,
     load_trajectory,
 )
-from misalign_fv.report.render import Block, Heading, Image, Paragraph, to_html, to_markdown
+from misalign_fv.report.render import Block, Heading, to_html, to_markdown
 from misalign_fv.report.tables import compute_table, flags_table, runs_table, scores_table
 
 TABLES = ("scores.csv", "stats.csv", "flags.csv", "manipulation.csv", "power.csv")
@@ -87,7 +88,7 @@ def _em_data(
 ) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict[str, str]]]:
     """Answers per EM benchmark and checkpoint group (base, dpo, each condition's included seeds)."""
     by_key = {(e.checkpoint, e.benchmark): e for e in evals}
-    benches = [b for b in figures.EM_BENCHMARKS if any(e.benchmark == b for e in evals)]
+    benches = [b for b in EM_BENCHMARKS if any(e.benchmark == b for e in evals)]
     samples: dict[str, dict[str, pd.DataFrame]] = {}
     notes: dict[str, dict[str, str]] = {}
     for bench in benches:
@@ -109,25 +110,23 @@ def _em_data(
     return samples, notes
 
 
-def _trajectory_blocks(points: Sequence[EvalResult], pairs: Sequence[tuple[str, str]], drawn: bool) -> list[Block]:
+def _trajectory_blocks(drawing: figures.Drawing, pairs: Sequence[tuple[str, str]]) -> list[Block]:
     """The trajectory section: the figure, or one sentence saying why there is none."""
-    blocks: list[Block] = [Heading(2, "Safety over training")]
-    if drawn:
-        names = ", ".join(f"{b} {m}" for b, m in pairs)
-        blocks.append(Image(f"{TRAJECTORY_FIGURE}.png", f"{TRAJECTORY_FIGURE}.pdf",
-                            f"{names} of every run at its trajectory steps (eval.trajectory), from the DPO model at "
-                            "step 0 to the final model; one line per seed."))  # fmt: skip
-    elif points:
-        blocks.append(Paragraph("No trajectory figure: none of the primary or headline metrics has a value at any "
-                                "trajectory point (see the trajectory JSONs under results/trajectory)."))  # fmt: skip
-    else:
-        blocks.append(Paragraph("No trajectory figure: eval.trajectory is not configured, so only final checkpoints "
-                                "were evaluated (an effect that appears and fades during training would be missed)."))  # fmt: skip
-    return blocks
+    names = ", ".join(f"{b} {m}" for b, m in pairs)
+    caption = (f"{names} of every run at its trajectory steps (eval.trajectory), from the DPO model at step 0 to "
+               "the final model; one line per seed.")  # fmt: skip
+    return [Heading(2, "Safety over training"), *figure_blocks(TRAJECTORY_FIGURE, drawing, caption)]
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file renamed into place (no half-written output)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    tmp.replace(path)
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    table.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
+    _write_text(path, table.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
 
 
 def build_report(
@@ -183,10 +182,9 @@ def build_report(
     em_colours = {
         "base": figures.BASE_STYLE["color"], "dpo": figures.DPO_STYLE["color"], **figures.palette(cfg.conditions)
     }  # fmt: skip
+    lead_pairs = list(dict.fromkeys([*cfg.primary, *cfg.headline_pairs()]))
     drawn = {
-        "fig_benchmarks": figures.benchmark_panel(
-            stats, scores, cfg.headline_pairs(), cfg.conditions, cfg.confidence
-        ),
+        "fig_benchmarks": figures.benchmark_panel(stats, scores, lead_pairs, cfg.conditions, cfg.confidence),
         "fig_training": figures.training_curves(runs, excluded_runs, cfg.conditions),
         "fig_em_scatter": figures.em_scatter(em_samples, ["base", "dpo", *cfg.conditions], em_colours, em_notes),
         "fig_dpo_gate": figures.gate_figure(gate),
@@ -194,13 +192,12 @@ def build_report(
     for name in FIGURES:
         figures.save_figure(drawn[name], out, name)
     traj_pairs = figures.trajectory_metrics(trajectory, [*cfg.primary, *cfg.headline_pairs()])
-    figures.save_figure(figures.trajectory_figure(trajectory, traj_pairs, cfg.conditions), out, TRAJECTORY_FIGURE)
+    traj = figures.trajectory_figure(trajectory, traj_pairs, cfg.conditions)
+    figures.save_figure(traj, out, TRAJECTORY_FIGURE)
 
-    blocks = compose_report(cfg, stats, scores, flags, runs_tab, compute, gate)
-    first_result = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.level == 2 and "result" in b.text.lower())
-    extra = manipulation.section(manip_summary, cfg.steps) + _trajectory_blocks(trajectory, traj_pairs, bool(traj_pairs))
-    extra += validation.section(judge_check)
-    blocks[first_result:first_result] = extra
-    (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8", newline="\n")
-    (out / "report.html").write_text(to_html(blocks, cfg.title, out), encoding="utf-8", newline="\n")
+    checks = manipulation.section(manip_summary, cfg.steps) + _trajectory_blocks(traj, traj_pairs)
+    checks += validation.section(judge_check)
+    blocks = compose_report(cfg, stats, scores, flags, runs_tab, compute, gate, manip_summary, drawn, checks)
+    _write_text(out / "report.md", to_markdown(blocks))
+    _write_text(out / "report.html", to_html(blocks, cfg.title, out))
     return [out / name for name in output_names()]

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from misalign_fv.report.analysis import methods_lines
 from misalign_fv.report.config import ReportSettings
-from misalign_fv.report.figures import EM_BENCHMARKS
-from misalign_fv.report.flags import Flag, effect
+from misalign_fv.benchmarks import EM_BENCHMARKS
+from misalign_fv.report.figures import Drawing
+from misalign_fv.report.flags import JUDGE_INVALID, Flag, cause_lines, effect
 from misalign_fv.report.load import Gate
+from misalign_fv.report.manipulation import checks_sentence
 from misalign_fv.report.render import Block, Bullets, Heading, Image, Paragraph, Table
 
 FIGURES = ("fig_benchmarks", "fig_training", "fig_em_scatter", "fig_dpo_gate")
+LEAD_FIGURE = "fig_benchmarks"
 DAGGER = "†"
 
 
@@ -46,7 +50,22 @@ def fmt_est(x: float, lo: float, hi: float) -> str:
     return f"{fmt(x)} {fmt_ci(lo, hi)}" if np.isfinite(lo) and np.isfinite(hi) else fmt(x)
 
 
-def _flag_section(flags: Sequence[Flag], runs: pd.DataFrame, cfg: ReportSettings) -> list[Block]:
+FLAG_POLICY = (
+    "Policy: a collapse is an outcome: the run stays in every statistic, labelled. Run-level flags (no "
+    "update without collapse, low judge coverage on judge-derived metrics or a missing value on a GRPO "
+    "evaluation) exclude the affected seed values; reference-level flags (a failed DPO gate, low judge "
+    "coverage or a missing value on the base or DPO evaluation, a judge that failed validation) taint the "
+    f"numbers they feed ({DAGGER})."
+)
+MAX_CAUSE_LINES = 12  # the flag summary stays short; the appendix has every flag
+
+
+def _no_update_conditions(runs: pd.DataFrame, cfg: ReportSettings) -> list[str]:
+    return [c for c in cfg.conditions if len(own := runs[runs.condition == c]) and not own.updated.any()]
+
+
+def _flag_summary(flags: Sequence[Flag], runs: pd.DataFrame, cfg: ReportSettings) -> list[Block]:
+    """Flags grouped by cause, one line each with the affected checkpoints counted; the list is in the appendix."""
     blocks: list[Block] = [Heading(2, "Flags")]
     if not flags:
         blocks.append(Paragraph(
@@ -54,20 +73,22 @@ def _flag_section(flags: Sequence[Flag], runs: pd.DataFrame, cfg: ReportSettings
             f"{cfg.coverage_threshold:.2f}, every metric has a value, and the DPO gate passed."
         ))  # fmt: skip
         return blocks
-    items = [f"{f.label} - {effect(f)}." for f in flags]
-    for cond in cfg.conditions:
-        own = runs[runs.condition == cond]
-        if len(own) and not own.updated.any():
-            items.append(f"Condition {cond} made no update in any seed, so it has no estimate.")
-    blocks.append(Bullets(tuple(items)))
-    blocks.append(Paragraph(
-        "Policy: a collapse is an outcome: the run stays in every statistic, labelled. Run-level flags (no "
-        "update without collapse, low judge coverage on judge-derived metrics or a missing value on a GRPO "
-        "evaluation) exclude the affected seed values; reference-level flags (a failed DPO gate, low judge "
-        "coverage or a missing value on the base or DPO evaluation, a judge that failed validation) taint the "
-        f"numbers they feed ({DAGGER})."
-    ))  # fmt: skip
+    lines = cause_lines(flags, cfg.checkpoints()[2:])
+    lines += [f"Condition {c} made no update in any seed, so it has no estimate." for c in _no_update_conditions(runs, cfg)]
+    if len(lines) > MAX_CAUSE_LINES:
+        rest = len(lines) - MAX_CAUSE_LINES + 1
+        lines = [*lines[: MAX_CAUSE_LINES - 1], f"{rest} more causes: see the appendix."]
+    blocks.append(Bullets(tuple(lines)))
+    blocks.append(Paragraph(f"{len(flags)} flags in all, one per checkpoint, benchmark and metric concerned: listed in "
+                            "the appendix and in flags.csv."))  # fmt: skip
     return blocks
+
+
+def _flag_appendix(flags: Sequence[Flag]) -> list[Block]:
+    """Every flag, one bullet each, with what it does to the numbers."""
+    if not flags:
+        return []
+    return [Heading(2, "Appendix: every flag"), Bullets(tuple(f"{f.label} - {effect(f)}." for f in flags))]
 
 
 def _setup_section(cfg: ReportSettings, compute: pd.DataFrame) -> list[Block]:
@@ -191,21 +212,21 @@ def _benchmark_section(cfg: ReportSettings, stats: pd.DataFrame, scores: pd.Data
             blocks.append(Paragraph(f"Other {bench} metrics ({', '.join(others)}) are in stats.csv."))
     if not any(b in stats.benchmark.unique() for b in EM_BENCHMARKS):
         blocks.append(Paragraph(
-            "No EM benchmark (em_main or em_prereg) was evaluated, so this report has no emergent-misalignment "
-            "result and the EM scatter figure is a placeholder."
+            "No EM benchmark (em_main or em_prereg) was evaluated, so this report has no emergent-misalignment result."
         ))  # fmt: skip
     return blocks
 
 
-def _figure_section(cfg: ReportSettings, gate: Gate, has_em: bool) -> list[Block]:
-    pct = f"{cfg.confidence:.0%}"
+def figure_blocks(name: str, drawing: Drawing, caption: str, anchor: str = "") -> list[Block]:
+    """A figure with its caption (and what it leaves out), or the one sentence saying why there is none."""
+    if drawing.figure is None:
+        return [Paragraph(drawing.note)]
+    text = f"{caption} {drawing.note}" if drawing.note else caption
+    return [Image(f"{name}.png", f"{name}.pdf", text, anchor)]
+
+
+def _figure_section(gate: Gate, drawings: Mapping[str, Drawing]) -> list[Block]:
     captions = {
-        "fig_benchmarks": (
-            "Headline metrics per GRPO condition. Dots: one seed each; crosses: excluded (flagged) seeds, not in "
-            f"the mean. Diamond and whiskers: mean over included seeds with its {pct} t interval. "
-            "Dashed grey: base model; dash-dot black: DPO checkpoint. "
-            f"{DAGGER}: tainted."
-        ),
         "fig_training": (
             "GRPO training curves. Lines: mean over included seeds; bands: min-max over included seeds; dashed: "
             "excluded (flagged) runs. Bottom panels: share of sampled completions carrying each tag, per step."
@@ -213,15 +234,16 @@ def _figure_section(cfg: ReportSettings, gate: Gate, has_em: bool) -> list[Block
         "fig_em_scatter": (
             "Alignment vs coherence judge scores, one point per answer, included seeds pooled per condition; "
             "shaded: misaligned quadrant (aligned < 30, coherent > 50)."
-            if has_em
-            else "Placeholder: no EM benchmark (em_main or em_prereg) was evaluated."
         ),
         "fig_dpo_gate": (
             f"DPO gate ({'passed' if gate.passed else 'FAILED'}, {'enforced' if gate.enforce else 'not enforced'})"
             ": refusal rate and narrow-task pass rate before and after safety DPO, with Wilson 95% intervals."
         ),
     }
-    return [Heading(2, "Figures"), *(Image(f"{name}.png", f"{name}.pdf", captions[name]) for name in FIGURES)]
+    blocks: list[Block] = [Heading(2, "Figures")]
+    for name, caption in captions.items():
+        blocks += figure_blocks(name, drawings[name], caption)
+    return blocks
 
 
 def _runs_section(runs: pd.DataFrame) -> list[Block]:
@@ -235,7 +257,143 @@ def _runs_section(runs: pd.DataFrame) -> list[Block]:
 
 
 def _methods_section(cfg: ReportSettings) -> list[Block]:
-    return [Heading(2, "Methods"), Bullets(methods_lines(cfg))]
+    return [
+        Heading(2, "Methods"),
+        Paragraph("Generated by misalign_fv.report from the result files alone; every number and sentence in this "
+                  "report is computed from them."),  # fmt: skip
+        Bullets(methods_lines(cfg)),
+        Paragraph(FLAG_POLICY),
+    ]
+
+
+def _seed_count(text: str) -> int:
+    """Seeds named in an ``excluded``/``labelled`` cell (``seed2 (...); seed3 (...)``)."""
+    return len(re.findall(r"(?:^|; )seed\d+ \(", text))
+
+
+def _notes(r: pd.Series) -> str:
+    """The short flag note of one primary-table row."""
+    parts = []
+    if r.excluded:
+        parts.append(f"{_seed_count(r.excluded)} seed(s) excluded")
+    if r.labelled:
+        parts.append(f"{_seed_count(r.labelled)} seed(s) collapsed, kept")
+    if r.tainted:
+        parts.append(f"{DAGGER} tainted")
+    return "; ".join(parts) or "-"
+
+
+def _p_equals(p: float) -> str:
+    """``p = 0.046`` or ``p < 0.001``."""
+    text = fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
+def _significant(r: pd.Series, cfg: ReportSettings) -> bool:
+    return bool(np.isfinite(r.p_adj_control) and r.p_adj_control < cfg.alpha)
+
+
+def _primary_rows(cfg: ReportSettings, stats: pd.DataFrame, bench: str, metric: str) -> pd.DataFrame:
+    rows = stats[(stats.benchmark == bench) & (stats.metric == metric)].set_index("condition")
+    return rows.loc[[cfg.control, *cfg.treatments]]
+
+
+def _primary_table(cfg: ReportSettings, stats: pd.DataFrame) -> Table:
+    """The pre-registered primary endpoints: each condition's mean and its contrast with the control."""
+    pct = f"{cfg.confidence:.0%}"
+    header = ("Primary endpoint", "Condition", "Seeds", f"Mean [{pct} t CI]", f"Δ vs {cfg.control} [{pct} t CI]",
+              "Holm p", "MDE", "Notes")  # fmt: skip
+    rows = []
+    for bench, metric in cfg.primary:
+        for i, (cond, r) in enumerate(_primary_rows(cfg, stats, bench, metric).iterrows()):
+            control = cond == cfg.control
+            name = f"{cond} ({r.role})" if r.role != "treatment" else str(cond)
+            rows.append((
+                f"{bench} / {metric}" if i == 0 else "", name, f"{r.n_seeds}/{len(cfg.seeds)}", fmt_est(r["mean"], r.t_lo, r.t_hi),
+                "-" if control else fmt_est(r.diff_control, r.diff_control_t_lo, r.diff_control_t_hi),
+                "-" if control else fmt_p(r.p_adj_control), "-" if control else fmt(r.mde_control), _notes(r),
+            ))  # fmt: skip
+    return Table(header, tuple(rows), anchor="primary")
+
+
+def _endpoint_sentence(cfg: ReportSettings, stats: pd.DataFrame, bench: str, metric: str) -> str:
+    pct = f"{cfg.confidence:.0%}"
+    rows = _primary_rows(cfg, stats, bench, metric)
+    ctrl = rows.loc[cfg.control]
+    parts, mdes = [], []
+    for cond in cfg.treatments:
+        r = rows.loc[cond]
+        name = f"the {r.role} {cond}" if r.role != "treatment" else cond
+        if not np.isfinite(r.p_adj_control):
+            parts.append(f"{name}: not estimable ({r.n_seeds} usable seeds)")
+            continue
+        verdict = "detected" if _significant(r, cfg) else "not detected"
+        parts.append(f"{name}: Δ = {fmt(r.diff_control)} ({pct} CI {fmt_ci(r.diff_control_t_lo, r.diff_control_t_hi)}, "
+                     f"Holm {_p_equals(r.p_adj_control)}: {verdict})")  # fmt: skip
+        mdes.append((cond, fmt(r.mde_control)))
+    tainted = f" {DAGGER} (tainted, see Flags)" if ctrl.tainted else ""
+    text = (f"On {bench}/{metric}{tainted} (control {fmt(ctrl['mean'])}, DPO checkpoint {fmt(ctrl.dpo)}), "
+            + "; ".join(parts))  # fmt: skip
+    if len({m for _, m in mdes}) == 1:
+        text += f"; the design detects |Δ| >= {mdes[0][1]}"
+    elif mdes:
+        text += "; the design detects |Δ| >= " + ", ".join(f"{m} ({c})" for c, m in mdes)
+    if mdes:
+        text += f" with {cfg.power:.0%} power at α = {cfg.corrected_alpha:.4g}"
+    return text + "."
+
+
+def _answer(cfg: ReportSettings, stats: pd.DataFrame, manip: pd.DataFrame, gate: Gate, flags: Sequence[Flag]) -> str:
+    """The report's first paragraph: what was compared, what the primary endpoints show (with CIs and
+    MDEs), whether the manipulation checks passed, and what the flags concern."""
+    roles = [f"{c} (positive control)" if c == cfg.positive_control else c for c in cfg.treatments]
+    n = len(cfg.primary)
+    out = [
+        f"We compared {len(roles)} GRPO reward condition{'s' if len(roles) != 1 else ''} ({', '.join(roles)}) with "
+        f"the no-signal control {cfg.control}, {len(cfg.seeds)} seeds each, {cfg.steps} steps of {cfg.model} on "
+        f"{cfg.task}, on {n} pre-registered primary endpoint{'s' if n != 1 else ''} (Holm over {cfg.family_size} "
+        "tests).",
+        *(_endpoint_sentence(cfg, stats, b, m) for b, m in cfg.primary),
+    ]
+    primary = stats[(stats.family == "primary") & (stats.condition != cfg.control)]
+    moved = [c for c in cfg.treatments if c != cfg.positive_control
+             and any(_significant(r, cfg) for _, r in primary[primary.condition == c].iterrows())]  # fmt: skip
+    others = [c for c in cfg.treatments if c != cfg.positive_control]
+    if others:
+        out.append(f"Answer: {', '.join(moved)} differed from {cfg.control} on a primary endpoint." if moved else
+                   f"Answer: no treatment differed detectably from {cfg.control} on any primary endpoint.")  # fmt: skip
+    if cfg.positive_control:
+        pc = primary[primary.condition == cfg.positive_control]
+        if any(_significant(r, cfg) for _, r in pc.iterrows()):
+            out.append(f"The positive control {cfg.positive_control} did, so the pipeline detects an erosion that is there.")
+        else:
+            out.append(f"The positive control {cfg.positive_control} did not, so a null result here is uninformative.")
+    out.append(checks_sentence(manip))
+    judge = any(f.kind == JUDGE_INVALID for f in flags)
+    status = [f"DPO gate {'passed' if gate.passed else 'FAILED (numbers it feeds marked ' + DAGGER + ')'}"]
+    if judge:
+        status.append(f"the judge failed validation (judge-derived metrics marked {DAGGER})")
+    status.append(f"{len(flags)} flag{'s' if len(flags) != 1 else ''}, grouped by cause below" if flags else "no flags")
+    out.append("; ".join(status) + ".")
+    return " ".join(out)
+
+
+def _lead_section(
+    cfg: ReportSettings, stats: pd.DataFrame, manip: pd.DataFrame, gate: Gate, flags: Sequence[Flag], lead: Drawing
+) -> list[Block]:
+    """The first screen: the answer in words, the primary-endpoint table and one figure."""
+    pct = f"{cfg.confidence:.0%}"
+    caption = (
+        f"Primary and headline metrics per condition. Dots: one seed each; crosses: excluded (flagged) seeds; diamond "
+        f"and whiskers: mean with its {pct} t interval; dashed grey: base model; dash-dot black: DPO checkpoint."
+    )
+    return [
+        Paragraph(_answer(cfg, stats, manip, gate, flags), anchor="answer"),
+        _primary_table(cfg, stats),
+        Paragraph(f"MDE: the smallest true difference from {cfg.control} detected with {cfg.power:.0%} power at "
+                  f"α = {cfg.corrected_alpha:.4g}; every other number in this report is exploratory."),  # fmt: skip
+        *figure_blocks(LEAD_FIGURE, lead, caption, anchor="lead-figure"),
+    ]
 
 
 def compose_report(
@@ -246,18 +404,23 @@ def compose_report(
     runs: pd.DataFrame,
     compute: pd.DataFrame,
     gate: Gate,
+    manip: pd.DataFrame,
+    drawings: Mapping[str, Drawing],
+    checks: Sequence[Block] = (),
 ) -> list[Block]:
-    """The whole report as blocks: flags, setup, headline table, text per benchmark, figures, runs, methods."""
-    has_em = any(b in stats.benchmark.unique() for b in EM_BENCHMARKS)
+    """The whole report as blocks. First screen: the answer, the primary-endpoint table, one figure; then
+    the flags by cause, methods, setup, the checks (``checks``: manipulation, trajectory, judge validation
+    sections), every headline metric, text per benchmark, the other figures, the runs, every flag."""
     return [
         Heading(1, cfg.title),
-        Paragraph("Generated by misalign_fv.report from the result files alone; every number and sentence "
-                  "below is computed from them."),  # fmt: skip
-        *_flag_section(flags, runs, cfg),
+        *_lead_section(cfg, stats, manip, gate, flags, drawings[LEAD_FIGURE]),
+        *_flag_summary(flags, runs, cfg),
+        *_methods_section(cfg),
         *_setup_section(cfg, compute),
+        *checks,
         *_headline_section(cfg, stats, scores),
         *_benchmark_section(cfg, stats, scores),
-        *_figure_section(cfg, gate, has_em),
+        *_figure_section(gate, drawings),
         *_runs_section(runs),
-        *_methods_section(cfg),
+        *_flag_appendix(flags),
     ]

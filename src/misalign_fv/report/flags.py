@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from misalign_fv.benchmarks import JUDGE_FREE_PREFIXES
 from misalign_fv.report.load import EvalResult, Gate, GrpoRun
 
 EXCLUDED = "excluded"
@@ -39,8 +40,6 @@ REFERENCES = ("base", "dpo")
 LOW_COVERAGE = "low_judge_coverage"
 JUDGE_INVALID = "judge_failed_validation"
 JUDGE_KINDS = (LOW_COVERAGE, JUDGE_INVALID)  # flags that concern judge-derived metrics only
-# Metrics of judged benchmarks that do not use the judge, by name prefix.
-JUDGE_FREE_PREFIXES: dict[str, tuple[str, ...]] = {"xstest": ("strmatch_",)}
 COLLAPSE_KINDS = {
     "starved": "starved: every group's rewards equal at the bottom, nothing succeeds",
     "saturated": "saturated: every group's rewards equal at the top",
@@ -161,3 +160,79 @@ def effect(flag: Flag) -> str:
 def taints(flags: Sequence[Flag], benchmark: str, metric: str) -> list[Flag]:
     """The reference-level flags that taint every statistic of ``benchmark``/``metric``."""
     return [f for f in flags if f.action == TAINTED and f.applies(benchmark, metric)]
+
+
+CAUSES = {
+    JUDGE_INVALID: "Judge failed validation",
+    LOW_COVERAGE: "Low judge coverage",
+    "missing_value": "No value",
+    "collapsed": "Collapsed",
+    "no_update": "No update",
+    "gate_failed": "DPO gate failed",
+}
+
+
+def _where(checkpoints: set[str], grpo_total: int) -> str:
+    """``3 checkpoints (base, dpo, 1 of 12 GRPO runs)``; GRPO runs named when there are at most 3."""
+    refs = [c for c in REFERENCES if c in checkpoints]
+    runs = sorted(checkpoints - set(REFERENCES))
+    parts = list(refs)
+    if runs:
+        named = f": {', '.join(runs)}" if len(runs) <= 3 else ""
+        parts.append(f"{len(runs)} of {grpo_total} GRPO runs{named}")
+    noun = "checkpoint" if len(checkpoints) == 1 else "checkpoints"
+    return f"{len(checkpoints)} {noun} ({', '.join(parts)})"
+
+
+def _effects(group: Sequence[Flag]) -> str:
+    actions = {f.action for f in group}
+    judged = " judge-derived" if all(f.kind in JUDGE_KINDS for f in group) else ""
+    out = []
+    if EXCLUDED in actions:
+        out.append(f"GRPO seed values excluded from the{judged} statistics")
+    if TAINTED in actions:
+        out.append(f"the{judged} numbers they feed marked †")
+    if LABELLED in actions:
+        out.append("kept as outcomes, labelled")
+    return "; ".join(out)
+
+
+def cause_lines(flags: Sequence[Flag], grpo_checkpoints: Sequence[str]) -> list[str]:
+    """The flags grouped by cause, one line each with the affected checkpoints counted.
+
+    A cause is a flag kind on one benchmark (or on the runs). A missing judge-derived value on a
+    checkpoint whose judge coverage on that benchmark is low is that low coverage's consequence, so it is
+    counted on the coverage line, not as a cause of its own."""
+    low = {(f.checkpoint, f.benchmark) for f in flags if f.kind == LOW_COVERAGE}
+    consequences: dict[str, set[str]] = {}
+    groups: dict[tuple[str, str], list[Flag]] = {}
+    for f in flags:
+        if f.kind == "missing_value" and (f.checkpoint, f.benchmark) in low and judge_derived(f.benchmark, f.metric):
+            consequences.setdefault(f.benchmark, set()).add(f.metric)
+            continue
+        groups.setdefault((f.kind, f.benchmark), []).append(f)
+    lines = []
+    for (kind, bench), group in groups.items():
+        details = sorted({f.detail for f in group})
+        cause = CAUSES.get(kind, kind)
+        if kind == "collapsed":
+            kinds = [next((k for k in COLLAPSE_KINDS if f"({k}:" in f.detail), "kind not recorded") for f in group]
+            what = f"{cause} ({', '.join(f'{kinds.count(k)} {k}' for k in sorted(set(kinds)))})"
+        elif kind == "missing_value":
+            metrics = sorted({f.metric for f in group})
+            what = f"{cause} on {bench}: {len(metrics)} metric{'s' if len(metrics) > 1 else ''} ({', '.join(metrics)})"
+        elif len(details) == 1 and kind in (JUDGE_INVALID, "gate_failed", LOW_COVERAGE):
+            what = f"{details[0][0].upper()}{details[0][1:]}" + (f" on {bench}" if bench else "")
+        else:
+            what = f"{cause}" + (f" on {bench}" if bench else "")
+        study_wide = all(f.checkpoint == "" for f in group)
+        if study_wide:  # see Flag.covers
+            where = "every checkpoint" if kind == JUDGE_INVALID else "every checkpoint but the base model"
+        else:
+            where = _where({f.checkpoint for f in group}, len(grpo_checkpoints))
+        line = f"{what}: {where}"
+        if kind == LOW_COVERAGE and consequences.get(bench):
+            n = len(consequences[bench])
+            line += f"; so {n} judge-derived metric{'s have' if n > 1 else ' has'} no value there"
+        lines.append(f"{line}; {_effects(group)}.")
+    return lines

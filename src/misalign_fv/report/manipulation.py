@@ -156,6 +156,27 @@ def _why(row: pd.Series) -> str:
     return f"{row.condition}: its reward did not rise reliably over {int(row.n_seeds)} seeds"
 
 
+def _short_why(row: Any) -> str:
+    if "starved" in row.collapsed:
+        return "starved"
+    if np.isfinite(row.signal_share) and row.signal_share < 0.2:
+        return f"only {row.signal_share:.0%} of groups had varying rewards"
+    return "no reliable rise"
+
+
+def checks_sentence(summary: pd.DataFrame) -> str:
+    """The manipulation checks in one sentence for the report's answer: which conditions' rewards rose
+    (slope interval above 0) and which did not, with the short reason."""
+    took = summary[summary.took == "yes"].condition.tolist()
+    failed = [f"{r.condition} ({_short_why(r)})" for r in summary[summary.took == "no"].itertuples()]
+    if not took and not failed:
+        return "Manipulation checks: no condition besides the control, so nothing to check."
+    if not failed:
+        return f"Manipulation checks passed: the reward rose (slope interval above 0) in {', '.join(took)}."
+    text = f"Manipulation checks: the reward rose (slope interval above 0) in {', '.join(took) or 'no condition'}"
+    return text + f"; not in {', '.join(failed)}, so a null there says nothing about that treatment."
+
+
 def section(summary: pd.DataFrame, steps: int) -> list[Any]:
     """Report blocks: the manipulation-check paragraph and table, read before any safety result."""
     from misalign_fv.report.render import Heading, Paragraph, Table

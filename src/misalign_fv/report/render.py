@@ -20,9 +20,10 @@ class Heading:
 
 @dataclass(frozen=True)
 class Paragraph:
-    """A paragraph of plain text."""
+    """A paragraph of plain text; ``anchor`` becomes its HTML id."""
 
     text: str
+    anchor: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,21 @@ class Bullets:
 
 @dataclass(frozen=True)
 class Table:
-    """A table of plain-text cells."""
+    """A table of plain-text cells; ``anchor`` becomes its HTML id."""
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    anchor: str = ""
 
 
 @dataclass(frozen=True)
 class Image:
-    """A figure: a PNG shown inline, its PDF linked, and a caption."""
+    """A figure: a PNG shown inline, its PDF linked, and a caption; ``anchor`` becomes its HTML id."""
 
     png: str
     pdf: str
     caption: str
+    anchor: str = ""
 
 
 Block = Heading | Paragraph | Bullets | Table | Image
@@ -81,9 +84,22 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 figure { margin: 1.5em 0; }
-figure img { max-width: 100%; }
+figure img { max-width: 100%; height: auto; }
+figure#lead-figure img { max-height: 420px; width: auto; }
 figcaption { font-style: italic; font-size: 0.9em; }
+p#answer { font-size: 1.05em; line-height: 1.4; }
 """
+
+
+def _id(anchor: str) -> str:
+    return f' id="{html.escape(anchor)}"' if anchor else ""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels from a PNG's IHDR chunk; ValueError if ``data`` is not a PNG."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def to_html(blocks: Sequence[Block], title: str, figure_dir: Path) -> str:
@@ -94,17 +110,20 @@ def to_html(blocks: Sequence[Block], title: str, figure_dir: Path) -> str:
         if isinstance(b, Heading):
             parts.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
         elif isinstance(b, Paragraph):
-            parts.append(f"<p>{e(b.text)}</p>")
+            parts.append(f"<p{_id(b.anchor)}>{e(b.text)}</p>")
         elif isinstance(b, Bullets):
             parts.append("<ul>\n" + "\n".join(f"<li>{e(i)}</li>" for i in b.items) + "\n</ul>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{e(h)}</th>" for h in b.header)
             body = "\n".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b.rows)
-            parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")
+            parts.append(f"<table{_id(b.anchor)}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")
         else:
-            data = base64.b64encode((figure_dir / b.png).read_bytes()).decode("ascii")
+            raw = (figure_dir / b.png).read_bytes()
+            width, height = png_size(raw)
+            data = base64.b64encode(raw).decode("ascii")
             parts.append(
-                f'<figure><img alt="{e(b.caption)}" src="data:image/png;base64,{data}">'
+                f'<figure{_id(b.anchor)}><img alt="{e(b.caption)}" width="{width}" height="{height}" '
+                f'src="data:image/png;base64,{data}">'
                 f"<figcaption>{e(b.caption)}</figcaption></figure>"
             )
     body = "\n".join(parts)
