@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from misalign_fv.judges import Judge, JudgePrompt, VerdictCache
-from misalign_fv.judges.backends import HFBackend, OpenAIBackend
+from misalign_fv.judges.backends import LocalBackend, OpenAIBackend
 from misalign_fv.judges.scoring import aggregate_0_100, combine_samples, parse_0_100, single_token_numbers
 
 LN = math.log
@@ -239,7 +239,7 @@ def test_a_fully_cached_evaluation_never_loads_the_judge(tmp_path: Path, monkeyp
         cold.score(PROMPT, items("y"))
 
 
-# --- the HF backend ------------------------------------------------------------------------------
+# --- the local backend (hf) --------------------------------------------------------------------------
 
 
 def _devices() -> list[Any]:
@@ -268,7 +268,7 @@ def tiny_hf(request: pytest.FixtureRequest) -> Any:
 def test_hf_backend_batches_left_padded_prompts_exactly_as_one_at_a_time(tiny_hf: Any) -> None:
     import torch
 
-    backend = HFBackend(tiny_hf)
+    backend = LocalBackend(tiny_hf)
     convs = [[{"role": "user", "content": "Rate " + "the " * n + "answer ."}] for n in (0, 7, 2, 12, 1)]
     batched = backend.top_logprobs(convs, 5)
     for conv, got in zip(convs, batched, strict=True):

@@ -50,7 +50,8 @@ def _add_logprob(table: dict[str, float], text: str, logprob: float) -> None:
 
 
 class LocalBackend:
-    """A judge model loaded in this process behind the :class:`~misalign_fv.generation.Generator` interface."""
+    """A judge model loaded in this job (``hf`` or ``vllm``) behind the
+    :class:`~misalign_fv.generation.Generator` interface; prompts are the judge tokenizer's chat template."""
 
     def __init__(self, generator: Generator) -> None:
         """Wrap a loaded generator (its tokenizer's chat template formats the judge's conversations)."""
@@ -74,79 +75,14 @@ class LocalBackend:
             self.generator.generate(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         )
 
-
-class HFBackend(LocalBackend):
-    """Judge on a transformers model: one forward pass per batch gives the next-token distribution."""
-
     def top_logprobs(self, conversations: Sequence[Conversation], k: int) -> list[dict[str, float] | None]:
-        """Top-``k`` next-token log-probs, prompts sorted by length and left-padded (positions from the mask)."""
-        import torch
-
-        gen: Any = self.generator
-        tok = self.tokenizer
-        prompts = [self.render(c) for c in conversations]
-        lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lengths.__getitem__)
-        out: list[dict[str, float] | None] = [None] * len(prompts)
-        gen.model.eval()
-        tok.padding_side = "left"
-        with torch.no_grad():
-            for start in range(0, len(order), gen.batch_size):
-                idx = order[start : start + gen.batch_size]
-                enc = tok([prompts[j] for j in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-                ids, mask = enc.input_ids.to(gen.device), enc.attention_mask.to(gen.device)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                logits = gen.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-                top = torch.log_softmax(logits[:, -1, :].float(), dim=-1).topk(k, dim=-1)
-                for row, j in enumerate(idx):
-                    table: dict[str, float] = {}
-                    for lp, tid in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True):
-                        _add_logprob(table, tok.decode([tid]), lp)
-                    out[j] = table
-        return out
-
-
-class VLLMBackend(LocalBackend):
-    """Judge on an in-process vLLM engine, all conversations of a request in one ``generate`` call.
-
-    Prompts go in as token ids of the rendered chat template (``add_special_tokens=False``): a text
-    prompt would get a second BOS from vLLM's tokenizer call on top of the template's own.
-    """
-
-    def _token_prompts(self, conversations: Sequence[Conversation]) -> list[Any]:
-        from vllm.inputs import TokensPrompt
-
-        return [
-            TokensPrompt(prompt_token_ids=self.tokenizer(self.render(c), add_special_tokens=False).input_ids)
-            for c in conversations
-        ]
-
-    def complete(
-        self, conversations: Sequence[Conversation], *, max_new_tokens: int, temperature: float, n: int, seed: int
-    ) -> list[list[str] | None]:
-        """``n`` replies per conversation with vLLM ``SamplingParams``."""
-        from vllm import SamplingParams
-
-        llm: Any = self.generator.llm  # type: ignore[attr-defined]
-        params = SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-        outs = llm.generate(self._token_prompts(conversations), params, use_tqdm=False)
-        return [[c.text for c in o.outputs] for o in outs]
-
-    def top_logprobs(self, conversations: Sequence[Conversation], k: int) -> list[dict[str, float] | None]:
-        """Top-``k`` log-probs of the first generated token (greedy, seed 0, as the reference request)."""
-        from vllm import SamplingParams
-
-        llm: Any = self.generator.llm  # type: ignore[attr-defined]
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=k, seed=0)
-        outs = llm.generate(self._token_prompts(conversations), params, use_tqdm=False)
+        """Top-``k`` next-token log-probs through the generator, keyed by each token's text."""
+        tables = self.generator.next_token_logprobs([self.render(c) for c in conversations], k)
         result: list[dict[str, float] | None] = []
-        for o in outs:
-            first = o.outputs[0].logprobs[0]
-            ranked = sorted(first.items(), key=lambda item: -item[1].logprob)[:k]
+        for by_id in tables:
             table: dict[str, float] = {}
-            for tid, entry in ranked:
-                text = entry.decoded_token if entry.decoded_token is not None else self.tokenizer.decode([tid])
-                _add_logprob(table, text, entry.logprob)
+            for tid, logprob in by_id.items():
+                _add_logprob(table, self.tokenizer.decode([tid]), logprob)
             result.append(table)
         return result
 
