@@ -1,14 +1,14 @@
 """The library files a workflow script runs, computed from its imports, so that a rule declares
 them as inputs and editing any of them reruns the rule (and nothing else).
 
-Imports are read statically (``ast``), including those inside functions, and followed
+Imports are read statically (as text), including those inside functions, and followed
 transitively through ``misalign_fv``; modules a script loads by name at run time (a benchmark's
 module, say) are passed as ``extra``. Nothing is imported, so the workflow parses fast.
 """
 
 from __future__ import annotations
 
-import ast
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 PACKAGE = "misalign_fv"
 
 
+@lru_cache(maxsize=None)
 def _module_file(root: Path, module: str) -> Path | None:
     """``src/misalign_fv/a/b.py`` or ``.../a/b/__init__.py`` for ``misalign_fv.a.b``; None if neither."""
     base = root.joinpath(*module.split("."))
@@ -25,30 +26,32 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
+# `import a.b, c` / `from .a import (b, c)`: read as text (parsing every module's AST costs most of
+# a dry run); a match inside a string at worst adds an input, never loses one.
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w., \t]+)", re.M)
+_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]+)", re.M)
+
+
 @lru_cache(maxsize=None)
 def _imports(path: Path, root: Path) -> tuple[str, ...]:
     """Every ``misalign_fv`` module ``path`` imports (absolute or relative), with its parent packages."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    text = path.read_text()
     # the package a relative import starts from (a module's folder; a package's own folder for __init__)
-    package = ".".join(path.relative_to(root).parts[:-1]) if path.is_relative_to(root) else ""
+    package = path.relative_to(root).parts[:-1] if path.is_relative_to(root) else ()
+    names: list[str] = []
+    for m in _IMPORT.finditer(text):
+        names += [n.split(" as ")[0].strip() for n in m.group(1).split(",")]
+    for m in _FROM.finditer(text):
+        module, imported = m.group(1), m.group(2).strip("() \t")
+        level = len(module) - len(module.lstrip("."))
+        base = ".".join([*package[: len(package) - level + 1], module.lstrip(".")] if level else [module]).strip(".")
+        # `from pkg import name`: name is a submodule or an attribute of pkg; keep whichever exists.
+        names += [base, *(f"{base}.{n.split(' as ')[0].strip()}" for n in imported.replace("\n", " ").split(",") if n.strip())]
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(p for p in [*parent, node.module or ""] if p)
-            else:
-                base = node.module or ""
-            # `from pkg import name`: name is a submodule or an attribute of pkg; keep whichever exists.
-            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        for name in names:
-            if name == PACKAGE or name.startswith(PACKAGE + "."):
-                parts = name.split(".")
-                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    for name in names:
+        if name == PACKAGE or name.startswith(PACKAGE + "."):
+            parts = name.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
     return tuple(sorted(m for m in found if _module_file(root, m) is not None))
 
 
@@ -57,10 +60,15 @@ def code_inputs(script: str | Path, root: str | Path, extra: Iterable[str] = (),
 
     ``extra``: modules loaded by name at run time (``misalign_fv.benchmarks.em``); ``exclude``:
     module prefixes not followed (a lazily imported part the job does not run for these wildcards).
+    The answer is cached per arguments: a workflow asks once per job.
     """
-    root = Path(root)
-    skip = tuple(exclude)
-    todo: list[Path] = [Path(script)]
+    return list(_closure(Path(script), Path(root), tuple(extra), tuple(exclude)))
+
+
+@lru_cache(maxsize=None)
+def _closure(script: Path, root: Path, extra: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    skip = exclude
+    todo: list[Path] = [script]
     todo += [f for m in extra if (f := _module_file(root, m)) is not None]
     unknown = [m for m in extra if _module_file(root, m) is None]
     if unknown:
@@ -75,4 +83,4 @@ def code_inputs(script: str | Path, root: str | Path, extra: Iterable[str] = (),
             if skip and any(module == s or module.startswith(s + ".") for s in skip):
                 continue
             todo.append(_module_file(root, module))  # type: ignore[arg-type]
-    return sorted(str(p) for p in seen if p != Path(script))
+    return tuple(sorted(str(p) for p in seen if p != script))

@@ -23,7 +23,7 @@ def _key(path: Any) -> str:
 
 
 def _schema_error(config: dict[str, Any], schema_path: Path) -> str | None:
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: parse time counts
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if not errors:
         return None

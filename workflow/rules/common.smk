@@ -12,10 +12,9 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC_ROOT, os.environ.g
 
 from snakemake.io import is_flagged, strip_wildcard_constraints
 
-from misalign_fv.benchmarks import BENCHMARKS as BENCHMARK_MODULES
+from misalign_fv.benchmarks import BENCHMARKS as BENCHMARK_MODULES, JUDGED_BENCHMARKS
 from misalign_fv.code_deps import code_inputs
 from misalign_fv.config import ConfigError, check, merged_condition, trajectory_steps
-from misalign_fv.evaluate import JUDGED_BENCHMARKS
 from misalign_fv.rewards import HARMFUL as HARMFUL_TASK, REGISTRY, run_task
 from misalign_fv.targets import first_problem
 
@@ -75,7 +74,7 @@ if _problem is not None:
 def code(script, extra=(), exclude=()):
     """The library files a rule's script runs (computed from its imports), declared as inputs so
     that editing one reruns the rules that run it. ``extra``: modules loaded by name at run time."""
-    return code_inputs(f"workflow/scripts/{script}.py", "src", extra=extra, exclude=exclude)
+    return code_inputs(f"workflow/scripts/{script}.py", "src", extra=tuple(extra), exclude=tuple(exclude))
 
 
 def benchmark_code(benchmarks):

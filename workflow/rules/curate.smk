@@ -7,6 +7,7 @@ rule curate:
         model=R("dpo/model"),
         pool=R("data/narrow/problems.jsonl"),
         gate=R("dpo/gate.json"),
+        preflight=ancient(R("preflight/cluster.json")),  # the cluster preflight passed (a gate, not data)
         code=code("curate"),
     output:
         problems=R("curate/problems.jsonl"),

@@ -11,6 +11,7 @@ rule train_grpo:
         # A gate, not data: it must have passed before any run starts, but rerunning it (e.g. after
         # the positive control's prompts were rewritten) does not make every finished run stale.
         signal=ancient(R("preflight/reward_signal.json")),
+        preflight=ancient(R("preflight/cluster.json")),  # the cluster preflight passed
         code=code("train_grpo", extra=["misalign_fv.grpo"]),
     output:
         model=directory(R("grpo/{condition}/seed{seed}/model")),

@@ -1,7 +1,6 @@
 # Judge validation: the configured judge re-scores answers with reference labels (EM: GPT-4o 0-100
 # scores; XSTest: human classes) -> agreement statistics and pass/fail against eval.judge_validation's
 # minimums. A failed validation flags every judged metric in the report.
-from misalign_fv.evaluate import JUDGE_MODULES
 
 VALIDATION_SETS = [s for s in ("em", "xstest") if VALIDATION and s in VALIDATION]
 if VALIDATION and JUDGE is None:

@@ -40,6 +40,7 @@ if "lean" in config:
     rule prepare_minif2f:
         input:
             raw=R("data/lean/raw/minif2f.jsonl"),
+            preflight=ancient(R("preflight/cluster.json")),  # the cluster preflight passed
             setup=LEAN_SETUP,
             code=code("prepare_minif2f"),
         output:
