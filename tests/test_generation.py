@@ -91,13 +91,15 @@ def test_progress_bar_as_vllm_drives_it_logs_at_most_every_interval(caplog: pyte
     with caplog.at_level(logging.INFO, logger="misalign_fv.generation.progress"):
         bar = _progress("generation")(total=300, desc="Processed prompts", dynamic_ncols=True, postfix="0 toks/s")
         for _ in range(300):  # one update per finished request, far faster than the 30 s interval
-            bar.postfix = "est. speed"
+            bar.postfix = f"est. speed {1 / max(bar.format_dict['elapsed'], 1e-9):.1f} toks/s"
             bar.update(1)
         bar.close()
+        added = list(_progress("generation")(range(5), desc="Adding requests"))  # vLLM wraps its prompt list
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("generation, processed prompts: 0/300 requests (0%)")
-    assert lines[-1].startswith("generation, processed prompts: 300/300 requests (100%)")
-    assert len(lines) == 2
+    assert lines[1].startswith("generation, processed prompts: 300/300 requests (100%)")
+    assert added == list(range(5)) and lines[-1].startswith("generation, adding requests: 5/5 requests")
+    assert len(lines) == 4
 
 
 def test_greedy_n_copies_and_empty_input(tiny: tuple[Any, Any]) -> None:
