@@ -7,11 +7,13 @@ from misalign_fv.report.build import build_report
 
 to_log(snakemake.log[0], snakemake.rule)
 validation = snakemake.input.get("judge_validation", [])
+bench_dir = Path(snakemake.params.bench_dir)
 build_report(
     eval_jsons=[Path(p) for p in snakemake.input.evals],
     grpo_dirs=sorted({Path(p).parent for p in snakemake.input.runs}),
     gate_json=Path(snakemake.input.gate),
-    bench_tsvs=sorted(Path(snakemake.params.bench_dir).rglob("*.tsv")),
+    # every job's timing but this rule's own, which a rerun would add (and so change the report)
+    bench_tsvs=sorted(p for p in bench_dir.rglob("*.tsv") if p != bench_dir / "report.tsv"),
     settings=snakemake.params.settings,
     out_dir=Path(snakemake.output.md).parent,
     trajectory_dirs=[Path(p) for p in snakemake.input.trajectory],
