@@ -33,7 +33,9 @@ def test_setup_lean_is_upstream_of_every_verifying_job(ws: Path, target: str) ->
 def test_lean_problem_pool_comes_from_the_download_rules(ws: Path) -> None:
     counts = job_counts(snakemake(ws, "-n", "results/full/data/narrow/problems.jsonl").stdout)
     assert counts == {"setup_lean": 1, "download_minif2f": 1, "prepare_minif2f": 1, "download_lean_problems": 1,
-                      "prepare_lean_problems": 1, "prepare_pool": 1}  # fmt: skip
+                      "prepare_lean_problems": 1, "prepare_pool": 1,
+                      # the cluster preflight (base model, judge, EM prompts) gates the miniF2F checks
+                      "cluster_preflight": 1, "base_model": 1, "judge_model": 1, "download_benchmark": 1}  # fmt: skip
 
 
 def test_the_whole_real_dag_has_one_setup(ws: Path) -> None:
