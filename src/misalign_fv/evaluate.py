@@ -18,45 +18,17 @@ from __future__ import annotations
 import gc
 import hashlib
 import importlib
+import logging
 import math
-import pickle
-import subprocess
 import sys
-import tempfile
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from misalign_fv.benchmarks import BENCHMARKS
+from misalign_fv.benchmarks import BENCHMARKS, JUDGED_BENCHMARKS, SANDBOXED_BENCHMARKS
+from misalign_fv.generation.child import run_generation
 from misalign_fv.io import code_version, read_json, sha256_file, write_json, write_jsonl
 
-# Benchmarks whose scores come from an LLM judge (their modules offer generate/judge_samples/score).
-JUDGED_BENCHMARKS = frozenset({"em_main", "em_prereg", "strongreject", "xstest", "em_deception"})
-# Library modules a benchmark's evaluation runs besides evaluate, generation and its own module.
-EXTRA_MODULES = {
-    "humaneval": ("sandbox", "isolation", "_jail", "plain"),
-    "xstest": ("refusal",),
-    "minif2f": (
-        "benchmarks/humaneval", "tasks/lean_proofs", "sandbox", "isolation", "_jail", "plain",
-        *(f"verifier/{m}" for m in ("cache", "check", "format", "install", "lexer", "repl", "result", "scan")),
-    ),
-}  # fmt: skip
-SANDBOXED_BENCHMARKS = frozenset({"humaneval", "minif2f"})  # run model-written code: record the isolation
-JUDGE_MODULES = ("benchmarks/judged", *(f"judges/{m}" for m in ("__init__", "judge", "backends", "scoring", "cache")))
-
-
-def code_modules(benchmark: str) -> list[str]:
-    """The library modules (paths under ``misalign_fv/`` without ``.py``) an evaluation of ``benchmark`` runs."""
-    modules = ["evaluate", "generation", f"benchmarks/{BENCHMARKS[benchmark]}", *EXTRA_MODULES.get(benchmark, ())]
-    return modules + list(JUDGE_MODULES) if benchmark in JUDGED_BENCHMARKS else modules
-
-
-def judge_model_dir(judge: dict[str, Any] | None) -> str | None:
-    """The local judge model directory of ``eval.judge``: ``path``, else the pinned download; None for endpoints."""
-    if judge is None or judge["backend"] == "openai":
-        return None
-    return judge.get("path", "results/models/judge")
+log = logging.getLogger(__name__)
 
 
 def _isolation() -> dict[str, str]:
@@ -121,39 +93,6 @@ def _generate(
     return samples, hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None
 
 
-_CHILD = "import sys; from misalign_fv.evaluate import child_main; child_main(sys.argv[1], sys.argv[2])"
-
-
-def child_main(request: str, reply: str) -> None:
-    """Entry point of :func:`run_in_child`'s process: run the pickled call, pickle ``(ok, result or error)``."""
-    module, name, args = pickle.loads(Path(request).read_bytes())
-    try:
-        outcome = (True, getattr(importlib.import_module(module), name)(*args))
-    except Exception as exc:  # reported to the parent, which raises it in one line
-        traceback.print_exc()
-        outcome = (False, f"{type(exc).__name__}: {exc}")
-    Path(reply).write_bytes(pickle.dumps(outcome))
-
-
-def run_in_child(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run the module-level function ``fn(*args)`` in a fresh Python process and return its picklable result.
-
-    The process's exit frees all its memory, GPU included (a vLLM engine gives its memory back
-    reliably no other way); a fresh interpreter rather than a fork, so no thread of this process
-    is copied half-way. Its output goes to this process's stdout/stderr (the job log).
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        request, reply = Path(tmp) / "request.pkl", Path(tmp) / "reply.pkl"
-        request.write_bytes(pickle.dumps((fn.__module__, fn.__qualname__, args)))
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(request), str(reply)], check=False)
-        if not reply.exists():
-            raise RuntimeError(f"generation process exited with code {proc.returncode} before returning its answers")
-        ok, payload = pickle.loads(reply.read_bytes())
-    if not ok:
-        raise RuntimeError(f"generation process failed: {payload}")
-    return payload
-
-
 def _free_accelerator_memory() -> None:
     gc.collect()
     torch = sys.modules.get("torch")
@@ -174,6 +113,7 @@ def run_eval(
     """
     module = benchmark_module(benchmark)
     condition, run_seed = parse_checkpoint(checkpoint)
+    log.info("evaluation: %s on %s (%s backend, batch size %d)", checkpoint, benchmark, backend, batch_size)
     judge_info = None
     definitions: dict[str, str] | None = None
     breakdown: dict[str, Any] | None = None
@@ -183,8 +123,9 @@ def run_eval(
         from misalign_fv.judges import Judge, VerdictCache
 
         args = (str(model_dir), backend, batch_size, benchmark, str(data_path), settings, seed)
-        samples, template_sha = run_in_child(_generate, *args) if backend == "vllm" else _generate(*args)
+        samples, template_sha = run_generation(backend, _generate, *args)
         _free_accelerator_memory()
+        log.info("evaluation: %d answers generated; judging them (%s judge)", len(samples), judge["backend"])
         judge_obj = Judge(judge, judge_dir, VerdictCache(Path(judge["cache_dir"]), f"{checkpoint}-{benchmark}"))
         prompts = module.judge_samples(samples, judge_obj, Path(data_path), settings)
         score = module.score(samples, settings, seed=seed)
@@ -227,6 +168,7 @@ def run_eval(
     }
     write_jsonl(out_samples, finite(samples))
     write_json(out_json, finite(result))
+    log.info("evaluation: %s on %s done (n=%s): %s", checkpoint, benchmark, n, out_json)
     return result
 
 
@@ -246,7 +188,7 @@ def run_trajectory(
     shutil.rmtree(tmp, ignore_errors=True)
     for step, model_dir in points:
         for bench in sorted(settings):
-            print(f"trajectory {run} step {step}: {bench}", flush=True)
+            log.info("trajectory %s step %d: %s", run, step, bench)
             where = tmp / f"step{step}"
             run_eval(
                 run, model_dir, bench, data[bench], settings[bench], backend, batch_size, seed,
