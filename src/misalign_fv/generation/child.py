@@ -12,11 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from misalign_fv.logs import setup_logging
+
 _CHILD = "import sys; from misalign_fv.generation.child import child_main; child_main(sys.argv[1], sys.argv[2])"
 
 
 def child_main(request: str, reply: str) -> None:
-    """Entry point of :func:`run_in_child`'s process: run the pickled call, pickle ``(ok, result or error)``."""
+    """Entry point of :func:`run_in_child`'s process: run the pickled call, pickle ``(ok, result or error)``.
+
+    The process logs at INFO level to its stderr, the parent's (the job log), like the parent.
+    """
+    setup_logging()
     module, name, args = pickle.loads(Path(request).read_bytes())
     try:
         outcome = (True, getattr(importlib.import_module(module), name)(*args))

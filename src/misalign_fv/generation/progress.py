@@ -8,12 +8,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from misalign_fv.logs import duration
+
 log = logging.getLogger(__name__)
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class LogProgress(tqdm):  # type: ignore[misc]
@@ -40,11 +37,11 @@ class LogProgress(tqdm):  # type: ignore[misc]
             return True
         self.logged = done
         if total:
-            eta = _clock(max(0.0, elapsed / done * (total - done))) if done else "?"
+            eta = duration(max(0.0, elapsed / done * (total - done))) if done else "?"
             log.info(
                 "%s: %d/%d %s (%.0f%%), elapsed %s, ETA %s",
-                d["prefix"] or "progress", done, total, d["unit"], 100 * done / total, _clock(elapsed), eta,
+                d["prefix"] or "progress", done, total, d["unit"], 100 * done / total, duration(elapsed), eta,
             )  # fmt: skip
         else:
-            log.info("%s: %d %s, elapsed %s", d["prefix"] or "progress", done, d["unit"], _clock(elapsed))
+            log.info("%s: %d %s, elapsed %s", d["prefix"] or "progress", done, d["unit"], duration(elapsed))
         return True
