@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from misalign_fv.models import MARKER, publish_model, publishing
+from misalign_fv.publish import MARKER, publish_model, publishing
 
 
 def _model(path: Path, tag: str) -> Path:

@@ -4,25 +4,22 @@ The demo model is a random-init Llama-architecture network with a byte-level BPE
 trained locally on the demo text, a chat template, and a short supervised warm-up on the
 narrow task so that it has a skill to lose (the stand-in for pretraining).
 
-Every stage publishes its model the same way (:func:`publishing` / :func:`publish_model`): into a
-temporary folder renamed into place, with a provenance marker (:data:`MARKER`) beside the weights.
+Both are published through :mod:`misalign_fv.publish`, as every later stage's model is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
-import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from misalign_fv.io import atomic_dir, read_jsonl, write_json
+from misalign_fv.io import read_jsonl
+from misalign_fv.publish import publishing
 
-MARKER = "misalign_fv_model.json"  # a published model's provenance: run_id, stage, and what made it
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 # Plain role-tagged template. `{% generation %}` marks assistant text for TRL's
@@ -35,31 +32,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-
-
-@contextlib.contextmanager
-def publishing(out_dir: Path, provenance: dict[str, Any]) -> Iterator[Path]:
-    """The one model publish step: yield an empty temporary folder to write a model into.
-
-    When the block succeeds the folder, with ``provenance`` written to :data:`MARKER`, replaces
-    ``out_dir`` in one rename (a failure leaves the old ``out_dir``, or none, and no partial
-    model). ``provenance`` needs ``run_id`` (what evaluations and the judge record) and ``stage``.
-    """
-    missing = [k for k in ("run_id", "stage") if not provenance.get(k)]
-    if missing:
-        raise ValueError(f"publishing {out_dir}: provenance lacks {', '.join(missing)}")
-    with atomic_dir(Path(out_dir)) as tmp:
-        yield tmp
-        write_json(tmp / MARKER, provenance)
-
-
-def publish_model(src: Path, out_dir: Path, provenance: dict[str, Any]) -> None:
-    """Publish the model folder ``src`` (weights, config, tokenizer) as ``out_dir`` (see :func:`publishing`)."""
-    src = Path(src)
-    if not (src / "config.json").is_file():
-        raise FileNotFoundError(f"{src}: not a saved model (no config.json)")
-    with publishing(out_dir, provenance) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
