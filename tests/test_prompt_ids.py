@@ -156,8 +156,13 @@ def test_hf_backend_and_local_judge_decode_one_bos_prompts(hf: HFGenerator, monk
     assert all(p.count(hf.tokenizer.bos_token_id) == 1 and p[0] == hf.tokenizer.bos_token_id for p in packed)
 
     padded: list[list[int]] = []
-    padded_rows = HFGenerator._padded
-    monkeypatch.setattr(hf_module.HFGenerator, "_padded", lambda self, rows, left: (padded.extend(rows), padded_rows(self, rows, left))[1])  # fmt: skip
+    pad_rows = HFGenerator._padded
+
+    def recording(self: HFGenerator, rows: list[list[int]], left: bool) -> Any:
+        padded.extend(rows)
+        return pad_rows(self, rows, left)
+
+    monkeypatch.setattr(hf_module.HFGenerator, "_padded", recording)
     judge = LocalBackend(hf)
     tables = judge.top_logprobs([[{"role": "user", "content": c}] for c in CORPUS], 3)
     assert all(t is not None and len(t) <= 3 for t in tables)

@@ -78,7 +78,8 @@ class VLLMGenerator:
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=k, seed=0)
-        outs = self.llm.generate(token_prompts(self.tokenizer, prompts), params, use_tqdm=_progress("next-token log-probs"))
+        prompt_list = token_prompts(self.tokenizer, prompts)
+        outs = self.llm.generate(prompt_list, params, use_tqdm=_progress("next-token log-probs"))
         result = []
         for o in outs:
             ranked = sorted(o.outputs[0].logprobs[0].items(), key=lambda item: -item[1].logprob)[:k]
