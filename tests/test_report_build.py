@@ -87,7 +87,7 @@ def test_collapsed_run_is_labelled_and_kept(out: Path) -> None:
     assert "- an outcome, kept in every statistic and labelled beside the numbers." in md
     headline_rows = [line for line in md.splitlines() if line.startswith("| truthfulqa_mc / mc1 | fv_exploit")]
     assert len(headline_rows) == 1 and "labelled: seed2 (collapsed at step 12" in headline_rows[0]
-    assert "| fv_exploit (positive control) | 3/3 |" in md and "| 1 seed(s) collapsed, kept |" in md
+    assert "| fv_exploit (positive control) | 3/3 |" in md and "| 1 collapsed (kept) |" in md
     assert "- Collapsed (1 starved): 1 checkpoint (1 of 9 GRPO runs: fv_exploit/seed2); kept as outcomes, labelled." in md
 
 

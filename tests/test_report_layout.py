@@ -39,6 +39,17 @@ def judgeless(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "out"
 
 
+@pytest.fixture(scope="module")
+def full_size(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real config's shape: 4 conditions and the control, 3 primary endpoints (15 table rows)."""
+    root = tmp_path_factory.mktemp("full_size")
+    tree = write_tree(root / "tree", conditions=("fv_exploit", "fv_honest", "fv_shaped", "ut_exploit", "shuffled"),
+                      with_xstest=True)  # fmt: skip
+    tree.settings["primary"].append({"benchmark": "xstest", "metric": "strmatch_refusal_rate_unsafe"})
+    build_report(**tree.kwargs(root / "out"))
+    return root / "out"
+
+
 def _lead(md: str) -> list[str]:
     return md.splitlines()[:40]
 
@@ -52,17 +63,20 @@ def test_the_answer_paragraph_states_the_comparison_the_primary_results_and_the_
                              "the no-signal control shuffled, 3 seeds each, 20 steps")  # fmt: skip
     stats = pd.read_csv(clean / "stats.csv")
     row = stats[(stats.condition == "fv_exploit") & (stats.metric == "mc1")].iloc[0]
-    assert (f"the positive control fv_exploit: Δ = {fmt(row.diff_control)} (95% CI "
-            f"{fmt_ci(row.diff_control_t_lo, row.diff_control_t_hi)}, Holm p") in answer  # fmt: skip
-    assert f"the design detects |Δ| >= {fmt(row.mde_control)}" in answer and "α = 0.0125" in answer
-    assert "The positive control fv_exploit did, so the pipeline detects an erosion that is there." in answer
+    assert (f"truthfulqa_mc/mc1 (control {fmt(row['mean'] - row.diff_control)}, DPO checkpoint {fmt(row.dpo)}): "
+            f"fv_exploit {fmt(row.diff_control)} {fmt_ci(row.diff_control_t_lo, row.diff_control_t_hi)}, "
+            f"p = {row.p_adj_control:.3f}, detected; fv_honest ") in answer  # fmt: skip
+    assert f"; MDE {fmt(row.mde_control)}." in answer and "Holm-adjusted p over the 4 primary tests" in answer
+    assert "80% power at α = 0.0125" in answer
+    assert ("Answer: no treatment differed detectably from shuffled on any primary endpoint. The positive control "
+            "fv_exploit did differ, so the pipeline detects an erosion that is there.") in answer  # fmt: skip
     assert "Manipulation checks" in answer and "DPO gate passed" in answer and "1 flag, grouped by cause below" in answer
     # the primary-endpoint table: each primary endpoint x each condition, control first
     start = _lead(md).index(next(line for line in _lead(md) if line.startswith("| truthfulqa_mc / mc1 |")))
     table = _lead(md)[start:start + 3]  # the endpoint is named on its first row only
     assert [line.split(" | ")[1] for line in table] == ["shuffled (control)", "fv_exploit (positive control)", "fv_honest"]
     assert table[1].startswith("|  | fv_exploit")
-    assert f"| {fmt(row.mde_control)} | 1 seed(s) collapsed, kept |" in table[1]
+    assert f"| {fmt(row.mde_control)} | 1 collapsed (kept) |" in table[1]
     # then the one figure, then flags, then methods
     assert "![Primary and headline metrics per condition." in "\n".join(_lead(md))
     headings = [line for line in md.splitlines() if line.startswith("## ")]
@@ -89,8 +103,8 @@ def test_many_flags_stay_out_of_the_lead_grouped_by_cause(judgeless: Path) -> No
     assert len([line for line in appendix if line.startswith("- ")]) == len(flags)
     # the judged primary endpoint is not estimable, and the answer says so
     answer = md.splitlines()[2]
-    assert "On em_main/misaligned_among_coherent † (tainted, see Flags)" in answer
-    assert "the positive control fv_exploit: not estimable (0 usable seeds)" in answer
+    assert ("em_main/misaligned_among_coherent † (tainted, see Flags) (control n/a, DPO checkpoint n/a): fv_exploit "
+            "not estimable (0 usable seeds); fv_honest not estimable (0 usable seeds).") in answer  # fmt: skip
 
 
 def test_empty_panels_are_not_drawn_and_a_figure_with_nothing_becomes_a_sentence(judgeless: Path) -> None:
@@ -105,7 +119,7 @@ def test_empty_panels_are_not_drawn_and_a_figure_with_nothing_becomes_a_sentence
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on PATH (CI installs it: tests/install_chromium.sh)")
-@pytest.mark.parametrize("fixture", ["clean", "judgeless"])
+@pytest.mark.parametrize("fixture", ["clean", "judgeless", "full_size"])
 def test_the_html_shows_the_answer_on_its_first_screen(fixture: str, request: pytest.FixtureRequest,
                                                        tmp_path: Path) -> None:  # fmt: skip
     out: Path = request.getfixturevalue(fixture)

@@ -275,9 +275,9 @@ def _notes(r: pd.Series) -> str:
     """The short flag note of one primary-table row."""
     parts = []
     if r.excluded:
-        parts.append(f"{_seed_count(r.excluded)} seed(s) excluded")
+        parts.append(f"{_seed_count(r.excluded)} excluded")
     if r.labelled:
-        parts.append(f"{_seed_count(r.labelled)} seed(s) collapsed, kept")
+        parts.append(f"{_seed_count(r.labelled)} collapsed (kept)")
     if r.tainted:
         parts.append(f"{DAGGER} tainted")
     return "; ".join(parts) or "-"
@@ -317,61 +317,69 @@ def _primary_table(cfg: ReportSettings, stats: pd.DataFrame) -> Table:
 
 
 def _endpoint_sentence(cfg: ReportSettings, stats: pd.DataFrame, bench: str, metric: str) -> str:
-    pct = f"{cfg.confidence:.0%}"
+    """One primary endpoint in a sentence: each treatment's Δ vs the control [CI], Holm p and the verdict; the MDE."""
     rows = _primary_rows(cfg, stats, bench, metric)
     ctrl = rows.loc[cfg.control]
     parts, mdes = [], []
     for cond in cfg.treatments:
         r = rows.loc[cond]
-        name = f"the {r.role} {cond}" if r.role != "treatment" else cond
         if not np.isfinite(r.p_adj_control):
-            parts.append(f"{name}: not estimable ({r.n_seeds} usable seeds)")
+            parts.append(f"{cond} not estimable ({r.n_seeds} usable seeds)")
             continue
         verdict = "detected" if _significant(r, cfg) else "not detected"
-        parts.append(f"{name}: Δ = {fmt(r.diff_control)} ({pct} CI {fmt_ci(r.diff_control_t_lo, r.diff_control_t_hi)}, "
-                     f"Holm {_p_equals(r.p_adj_control)}: {verdict})")  # fmt: skip
+        parts.append(f"{cond} {fmt(r.diff_control)} {fmt_ci(r.diff_control_t_lo, r.diff_control_t_hi)}, "
+                     f"{_p_equals(r.p_adj_control)}, {verdict}")  # fmt: skip
         mdes.append((cond, fmt(r.mde_control)))
     tainted = f" {DAGGER} (tainted, see Flags)" if ctrl.tainted else ""
-    text = (f"On {bench}/{metric}{tainted} (control {fmt(ctrl['mean'])}, DPO checkpoint {fmt(ctrl.dpo)}), "
+    text = (f"{bench}/{metric}{tainted} (control {fmt(ctrl['mean'])}, DPO checkpoint {fmt(ctrl.dpo)}): "
             + "; ".join(parts))  # fmt: skip
     if len({m for _, m in mdes}) == 1:
-        text += f"; the design detects |Δ| >= {mdes[0][1]}"
+        text += f"; MDE {mdes[0][1]}"
     elif mdes:
-        text += "; the design detects |Δ| >= " + ", ".join(f"{m} ({c})" for c, m in mdes)
-    if mdes:
-        text += f" with {cfg.power:.0%} power at α = {cfg.corrected_alpha:.4g}"
+        text += "; MDE " + ", ".join(f"{m} ({c})" for c, m in mdes)
     return text + "."
 
 
+def _verdict(cfg: ReportSettings, stats: pd.DataFrame) -> list[str]:
+    """The answer in a sentence or two: which treatments moved a primary endpoint, and the positive control."""
+    primary = stats[(stats.family == "primary") & (stats.condition != cfg.control)]
+
+    def moved(cond: str) -> bool:
+        return any(_significant(r, cfg) for _, r in primary[primary.condition == cond].iterrows())
+
+    out = []
+    others = [c for c in cfg.treatments if c != cfg.positive_control]
+    if others:
+        hits = [c for c in others if moved(c)]
+        out.append(f"Answer: {', '.join(hits)} differed from {cfg.control} on a primary endpoint." if hits else
+                   f"Answer: no treatment differed detectably from {cfg.control} on any primary endpoint.")  # fmt: skip
+    if cfg.positive_control and moved(cfg.positive_control):
+        out.append(f"The positive control {cfg.positive_control} did differ, so the pipeline detects an erosion that "
+                   "is there.")  # fmt: skip
+    elif cfg.positive_control:
+        out.append(f"The positive control {cfg.positive_control} did not differ detectably either, so a null result "
+                   "here is uninformative.")  # fmt: skip
+    return out
+
+
 def _answer(cfg: ReportSettings, stats: pd.DataFrame, manip: pd.DataFrame, gate: Gate, flags: Sequence[Flag]) -> str:
-    """The report's first paragraph: what was compared, what the primary endpoints show (with CIs and
-    MDEs), whether the manipulation checks passed, and what the flags concern."""
+    """The report's first paragraph: what was compared, the answer, what the primary endpoints show (with CIs
+    and MDEs), whether the manipulation checks passed, and what the flags concern."""
     roles = [f"{c} (positive control)" if c == cfg.positive_control else c for c in cfg.treatments]
     n = len(cfg.primary)
     out = [
         f"We compared {len(roles)} GRPO reward condition{'s' if len(roles) != 1 else ''} ({', '.join(roles)}) with "
         f"the no-signal control {cfg.control}, {len(cfg.seeds)} seeds each, {cfg.steps} steps of {cfg.model} on "
-        f"{cfg.task}, on {n} pre-registered primary endpoint{'s' if n != 1 else ''} (Holm over {cfg.family_size} "
-        "tests).",
+        f"{cfg.task}, on {n} pre-registered primary endpoint{'s' if n != 1 else ''}.",
+        *_verdict(cfg, stats),
+        f"Per endpoint and condition: Δ vs the control [{cfg.confidence:.0%} t CI], Holm-adjusted p over the "
+        f"{cfg.family_size} primary tests, and the MDE (the |Δ| detected with {cfg.power:.0%} power at "
+        f"α = {cfg.corrected_alpha:.4g}).",
         *(_endpoint_sentence(cfg, stats, b, m) for b, m in cfg.primary),
+        checks_sentence(manip),
     ]
-    primary = stats[(stats.family == "primary") & (stats.condition != cfg.control)]
-    moved = [c for c in cfg.treatments if c != cfg.positive_control
-             and any(_significant(r, cfg) for _, r in primary[primary.condition == c].iterrows())]  # fmt: skip
-    others = [c for c in cfg.treatments if c != cfg.positive_control]
-    if others:
-        out.append(f"Answer: {', '.join(moved)} differed from {cfg.control} on a primary endpoint." if moved else
-                   f"Answer: no treatment differed detectably from {cfg.control} on any primary endpoint.")  # fmt: skip
-    if cfg.positive_control:
-        pc = primary[primary.condition == cfg.positive_control]
-        if any(_significant(r, cfg) for _, r in pc.iterrows()):
-            out.append(f"The positive control {cfg.positive_control} did, so the pipeline detects an erosion that is there.")
-        else:
-            out.append(f"The positive control {cfg.positive_control} did not, so a null result here is uninformative.")
-    out.append(checks_sentence(manip))
-    judge = any(f.kind == JUDGE_INVALID for f in flags)
     status = [f"DPO gate {'passed' if gate.passed else 'FAILED (numbers it feeds marked ' + DAGGER + ')'}"]
-    if judge:
+    if any(f.kind == JUDGE_INVALID for f in flags):
         status.append(f"the judge failed validation (judge-derived metrics marked {DAGGER})")
     status.append(f"{len(flags)} flag{'s' if len(flags) != 1 else ''}, grouped by cause below" if flags else "no flags")
     out.append("; ".join(status) + ".")

@@ -87,7 +87,11 @@ figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; }
 figure#lead-figure img { max-height: 420px; width: auto; }
 figcaption { font-style: italic; font-size: 0.9em; }
-p#answer { font-size: 1.05em; line-height: 1.4; }
+h1 { font-size: 1.6em; margin: 0.4em 0; }
+p#answer { line-height: 1.4; }
+table#primary { font-size: 0.85em; margin: 0.5em 0; }
+table#primary td { white-space: nowrap; padding: 0.1em 0.5em; }
+table#primary td:last-child { white-space: normal; }
 """
 
 
