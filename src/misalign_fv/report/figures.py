@@ -23,7 +23,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from misalign_fv.benchmarks import EM_BENCHMARKS
 from misalign_fv.intervals import wilson
 from misalign_fv.report.load import EvalResult, Gate, GrpoRun
 
