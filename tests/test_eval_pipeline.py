@@ -14,7 +14,8 @@ import pytest
 
 from misalign_fv import evaluate
 from misalign_fv.benchmarks import BENCHMARKS
-from misalign_fv.evaluate import JUDGED_BENCHMARKS, benchmark_module, finite, run_eval, run_in_child
+from misalign_fv.evaluate import JUDGED_BENCHMARKS, benchmark_module, finite, run_eval
+from misalign_fv.generation import run_in_child
 from misalign_fv.report.load import load_em_samples, load_eval
 
 DEMO = {
@@ -217,12 +218,3 @@ def test_generation_can_run_in_a_child_process(models: dict[str, Path], repo: Pa
     with pytest.raises(RuntimeError, match=r"exited with code 3"):
         run_in_child(os._exit, 3)
 
-
-def test_every_benchmark_declares_code_inputs_that_exist(repo: Path) -> None:
-    from misalign_fv.evaluate import code_modules
-
-    for name in BENCHMARKS:
-        modules = code_modules(name)
-        assert f"benchmarks/{BENCHMARKS[name]}" in modules
-        assert all((repo / "src/misalign_fv" / f"{m}.py").is_file() for m in modules), name
-        assert ("judges/judge" in modules) == (name in JUDGED_BENCHMARKS)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from misalign_fv.io import read_json, sha256_file
-from misalign_fv.judges.backends import HFBackend, JudgeBackend, OpenAIBackend, VLLMBackend
+from misalign_fv.judges.backends import JudgeBackend, LocalBackend, OpenAIBackend
 from misalign_fv.judges.cache import VerdictCache, cache_key
 from misalign_fv.judges.scoring import (
     ERROR,
@@ -159,7 +159,7 @@ class Judge:
                 from misalign_fv.generation import load_generator
 
                 gen = load_generator(str(self.model_dir), self.kind, batch_size=int(self.spec.get("batch_size", 16)))
-                self._backend = HFBackend(gen) if self.kind == "hf" else VLLMBackend(gen)
+                self._backend = LocalBackend(gen)
         return self._backend
 
     def _fetch(
