@@ -9,6 +9,6 @@ to_log(snakemake.log[0], snakemake.rule)
 gate = run_gate(
     Path(snakemake.input.base), Path(snakemake.input.dpo), Path(snakemake.input.heldout), Path(snakemake.input.pool),
     snakemake.params.task, snakemake.params.gate, snakemake.config["generation"]["backend"], snakemake.params.seed,
-    Path(snakemake.output.gate), Path(snakemake.output.samples),
+    Path(snakemake.output.gate), Path(snakemake.output.samples), batch_size=snakemake.config["generation"]["batch_size"],
 )  # fmt: skip
 print(f"gate passed: {gate['passed']} {gate['reasons']}")
