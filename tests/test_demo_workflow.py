@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from misalign_fv.report.screen import find_browser, first_screen_check, markdown_lead
 from workspace import REPO, SNAKEMAKE, copy_repo, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -107,6 +108,30 @@ def test_demo_judge_fails_validation_and_the_report_flags_every_judged_metric(de
     assert set(flagged.benchmark) == judged and (flagged.action == "tainted").all()
     md = (r / "report/report.md").read_text()
     assert "## Judge validation" in md and "judge failed validation (" in md
+
+
+def test_demo_report_leads_with_the_answer(demo: Path, tmp_path: Path) -> None:
+    rep = demo / "results/demo/report"
+    md = (rep / "report.md").read_text()
+    lead = markdown_lead(md)
+    assert lead["answer_in_lead"] and lead["flag_lines"] <= 15, lead  # answer + primary table in the first 40 lines
+    answer = md.splitlines()[lead["answer_line"] - 1]
+    assert answer.startswith("We compared 3 GRPO reward conditions (comply_harmful (positive control), ut_exploit, ut_shaped)")
+    assert "xstest/strmatch_refusal_rate_unsafe (control " in answer and "comply_harmful -0." in answer and ", detected;" in answer
+    assert "; MDE " in answer and "Manipulation checks" in answer and "the judge failed validation" in answer
+    assert "Not drawn: xstest/refusal_rate_safe and xstest/refusal_rate_unsafe, no value on any checkpoint" in md
+    assert "](fig_em_scatter.png)" not in md and "there is no alignment vs coherence scatter" in md
+    if find_browser() is None:
+        pytest.skip("no Chromium on PATH (tests/install_chromium.sh)")
+    screen = first_screen_check(rep / "report.html", screenshot=tmp_path / "first_screen.png")
+    assert screen["answer_on_first_screen"], screen
+
+
+def test_demo_report_rebuilds_byte_identical(demo: Path) -> None:
+    rep = demo / "results/demo/report"
+    before = {p.name: p.read_bytes() for p in sorted(rep.iterdir())}
+    snakemake(demo, "--forcerun", "report", *DEMO)
+    assert {p.name: p.read_bytes() for p in sorted(rep.iterdir())} == before
 
 
 def test_unchanged_rerun_schedules_nothing(demo: Path) -> None:
