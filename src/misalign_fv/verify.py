@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from misalign_fv.io import read_jsonl
-from misalign_fv.rewards import lean_rewards, lean_tags
+from misalign_fv.rewards import lean_rewards
 from misalign_fv.tasks.lean_proofs import load_problems, open_verifier
+from misalign_fv.tasks.lean_proofs import tags as lean_tags
 from misalign_fv.verifier.check import Problem, Verifier
 from misalign_fv.verifier.install import DEFAULT_SETUP
 
