@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from misalign_fv.io import read_json, write_json
+from misalign_fv.io import read_json
+from misalign_fv.publish import publish_model
 from misalign_fv.logs import setup_logging
 from misalign_fv.training import (
     finished_state,
@@ -95,11 +95,7 @@ def main(spec: dict[str, Any]) -> None:
         log.info("already trained to step %d/%d (%s): publishing without training", state.global_step, state.max_steps, resume)
         if not final.is_dir():
             save_final(resume, spec["model_dir"], final)
-    out_model = Path(spec["out_model"])
-    if out_model.exists():
-        shutil.rmtree(out_model)
-    shutil.copytree(final, out_model)
-    write_json(out_model / "misalign_fv_model.json", {"run_id": spec["run_id"], "stage": "dpo", "resumed_from": resumed_from})
+    publish_model(final, Path(spec["out_model"]), {"run_id": spec["run_id"], "stage": "dpo", "resumed_from": resumed_from})
     write_metrics_csv(state.log_history, Path(spec["metrics_csv"]))
 
 
