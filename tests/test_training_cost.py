@@ -36,7 +36,9 @@ def test_measurements_are_read_from_the_committed_results(cost: Any) -> None:
     m = cost.load_measurements()
     assert 0.3 < m["decode_efficiency"] < 0.7 and 0.1 < m["update_mfu"] < 0.5
     assert m["update_mfu"] < m["update_mfu_fused_dpo"] < 0.6 and m["update_mfu"] < m["update_mfu_fused_grpo"] < 0.6
-    assert 700 < m["matmul_tflops"] < 1000 and 2.5 < m["copy_tb_s"] < 3.4
+    copy_ceiling = {"H100": 3.35, "H200": 4.8}[m["card"]]  # the datasheets
+    assert 700 < m["matmul_tflops"] < 1000 and 0.75 * copy_ceiling < m["copy_tb_s"] < copy_ceiling
+    assert 0.1 < m["update_mfu_grpo"] < 0.6
     a100 = cost.a100_rates(m)
     assert a100["matmul_tflops"] == pytest.approx(312 * m["matmul_tflops"] / 989)
     assert cost.PARAMS == 6_910_365_696 and cost.KV_BYTES == 491_520
@@ -59,7 +61,8 @@ def test_resources_follow_the_profile(cost: Any, real: dict[str, Any], assume: d
     assert cost.rule_gpus(real, assume, "evaluate_trajectory") == 1  # not in gpus_per_rule: the profile's gres
     m = cost.load_measurements()
     assert cost.stage_mfu(real["dpo"], "dpo", m) == m["update_mfu_fused_dpo"]
-    assert cost.stage_mfu({"use_liger_kernel": True, "gradient_checkpointing": True}, "grpo", m) == m["update_mfu"]
+    assert cost.stage_mfu({"use_liger_kernel": True, "gradient_checkpointing": True}, "grpo", m) == m["update_mfu_grpo"]
+    assert cost.stage_mfu({"gradient_checkpointing": True}, "dpo", m) == m["update_mfu"]
     base = cost.project(real, m, assume)["grpo_by_condition"]["fv_shaped"]
     doubled = cost.project(real, m, assume | {"cpus_per_grpo_job": 2 * assume["cpus_per_grpo_job"]})["grpo_by_condition"]["fv_shaped"]
     assert doubled["step_s"]["verify_s"] == pytest.approx(base["step_s"]["verify_s"] / 2)
@@ -161,3 +164,22 @@ def test_pilot_config_is_valid_and_cheap(cost: Any, real: dict[str, Any], assume
     assert 100 <= pilot["grpo"]["defaults"]["max_steps"] <= 500
     m = cost.load_measurements()
     assert cost.project(pilot, m, assume)["total_gpu_h"] < 0.2 * cost.project(real, m, assume)["total_gpu_h"]
+
+
+def test_trajectory_term_is_measured_when_the_subset_matches(cost: Any, real: dict[str, Any], assume: dict[str, Any]) -> None:
+    m = cost.load_measurements()
+    traj = real["eval"]["trajectory"]
+    subset = {b: {k: v for k, v in {**real["eval"]["benchmarks"][b], **(o or {})}.items() if k not in ("url", "sha256", "data")} for b, o in traj["benchmarks"].items()}
+    measured = m | {"trajectory": {"wall_s": 200.0, "settings": subset, "copy_tb_s": m["copy_tb_s"]}}
+    s, source = cost.trajectory_model_s(real, traj, measured, assume)
+    # the measured wall time, at the A100's bandwidth: the card's datasheet over the A100's
+    sheet = cost.DATASHEETS[m["card"]]["copy_tb_s"]
+    assert source.startswith("measured") and s == pytest.approx(200.0 * sheet / cost.A100_DATASHEET["copy_tb_s"])
+    # another subset (one more EM sample a question) falls back to the model of the benchmarks' sizes
+    other = copy.deepcopy(traj)
+    other["benchmarks"]["em_main"] = {"n_samples": 21}
+    modelled, source = cost.trajectory_model_s(real, other, measured, assume)
+    assert source == "modelled" and modelled > assume["model_load_s"]
+    res = cost.project(real, measured, assume)
+    assert res["trajectory_model_s"] == pytest.approx(s)
+    assert res["stages_gpu_h"]["trajectory"] == pytest.approx(61 * s / 3600)

@@ -59,7 +59,7 @@ FLOP_PARAMS = PARAMS - SHAPE.vocab * SHAPE.hidden  # the input embedding does no
 KV_BYTES = SHAPE.kv_bytes_per_token  # 0.47 MiB
 WEIGHT_BYTES = 2 * FLOP_PARAMS  # what a decode step reads
 LAYERS_HIDDEN = SHAPE.layers * SHAPE.hidden
-H100_DATASHEET = {"copy_tb_s": 3.35, "matmul_tflops": 989.0}
+DATASHEETS = {"H100": {"copy_tb_s": 3.35, "matmul_tflops": 989.0}, "H200": {"copy_tb_s": 4.8, "matmul_tflops": 989.0}}
 A100_DATASHEET = {"copy_tb_s": 2.039, "matmul_tflops": 312.0}
 
 # Lean proofs checked a second by one core: the range of the projection.
@@ -93,16 +93,25 @@ XSTEST_BY_LABEL = {"safe": 250, "unsafe": 200}
 JUDGED = ("em_main", "em_prereg", "em_deception", "strongreject", "xstest")
 
 
-def load_measurements() -> dict[str, float]:
-    """Decode efficiency, ceilings and the update MFUs from the measured JSON files."""
-    gen = json.loads((RESULTS / "generation_h100.json").read_text())
+def load_measurements() -> dict[str, Any]:
+    """Decode efficiency, ceilings, the update MFUs and the trajectory evaluation from the measured JSON files.
+
+    The newest card's file wins where both exist: decode efficiency and ceilings from
+    ``generation_h200.json`` (issue 17, one H200) over ``generation_h100.json``; the checkpointed
+    GRPO update from ``train_7b_1gpu_grpo_h200.json`` (the shipped GRPO settings, one H200, ZeRO-3 +
+    CPU Adam) where present, else the checkpointed 4-GPU DPO update stands in for it; one trajectory
+    point's wall time from ``eval_trajectory_h200.json``.
+    """
+    card = "H200" if (RESULTS / "generation_h200.json").exists() else "H100"
+    gen = json.loads((RESULTS / f"generation_{card.lower()}.json").read_text())
     b128 = next(r for r in gen["results"] if r["B"] == 128)
     train = json.loads((RESULTS / "train_7b_4gpu_zero3_h100.json").read_text())
 
     def step_mfu(name: str, stage: str) -> float:
         return json.loads((RESULTS / f"train_7b_4gpu_{name}_h100.json").read_text())["stages"][stage]["job"]["mfu_mean_pct"] / 100
 
-    return {
+    m: dict[str, Any] = {
+        "card": card,
         "copy_tb_s": gen["ceilings"]["copy_tb_s"],
         "matmul_tflops": gen["ceilings"]["matmul_tflops"],
         "decode_efficiency": b128["floor_s"] / b128["hf_warm_s"],
@@ -110,6 +119,15 @@ def load_measurements() -> dict[str, float]:
         "update_mfu_fused_dpo": step_mfu("dpo_liger_nogc", "dpo"),
         "update_mfu_fused_grpo": (step_mfu("grpo_liger_nogc_ga4", "grpo") + step_mfu("grpo_liger_nogc_ga6", "grpo")) / 2,
     }
+    m["update_mfu_grpo"] = m["update_mfu"]
+    grpo = RESULTS / "train_7b_1gpu_grpo_h200.json"
+    if grpo.exists():
+        m["update_mfu_grpo"] = json.loads(grpo.read_text())["stages"]["grpo"]["job"]["mfu_mean_pct"] / 100
+    traj = RESULTS / "eval_trajectory_h200.json"
+    if traj.exists():
+        t = json.loads(traj.read_text())
+        m["trajectory"] = {"wall_s": t["wall_s"], "settings": t["settings"], "copy_tb_s": t.get("copy_tb_s", m["copy_tb_s"])}
+    return m
 
 
 def job_resources(profile: Path) -> dict[str, Any]:
@@ -120,18 +138,37 @@ def job_resources(profile: Path) -> dict[str, Any]:
     return out
 
 
-def stage_mfu(params: dict[str, Any], stage: str, m: dict[str, float]) -> float:
+def stage_mfu(params: dict[str, Any], stage: str, m: dict[str, Any]) -> float:
     """The measured update MFU for a stage's settings: Liger's kernels without checkpointing, or checkpointed."""
     fused = params.get("use_liger_kernel", False) and not params.get("gradient_checkpointing", False)
-    return m[f"update_mfu_fused_{stage}"] if fused else m["update_mfu"]
+    if fused:
+        return m[f"update_mfu_fused_{stage}"]
+    return m.get(f"update_mfu_{stage}", m["update_mfu"])
 
 
-def a100_rates(m: dict[str, float]) -> dict[str, float]:
-    """A100 ceilings at the H100's measured fraction of its datasheet."""
+def a100_rates(m: dict[str, Any]) -> dict[str, float]:
+    """A100 ceilings at the measured card's fraction of its datasheet."""
+    sheet = DATASHEETS[m.get("card", "H100")]
     return {
-        "copy_tb_s": A100_DATASHEET["copy_tb_s"] * m["copy_tb_s"] / H100_DATASHEET["copy_tb_s"],
-        "matmul_tflops": A100_DATASHEET["matmul_tflops"] * m["matmul_tflops"] / H100_DATASHEET["matmul_tflops"],
+        "copy_tb_s": A100_DATASHEET["copy_tb_s"] * m["copy_tb_s"] / sheet["copy_tb_s"],
+        "matmul_tflops": A100_DATASHEET["matmul_tflops"] * m["matmul_tflops"] / sheet["matmul_tflops"],
     }
+
+
+def trajectory_model_s(cfg: dict[str, Any], traj: dict[str, Any], m: dict[str, Any], a: dict[str, Any]) -> tuple[float, str]:
+    """Seconds one trajectory model takes on an A100, and where the number comes from.
+
+    Measured where ``eval_trajectory_h200.json`` ran this config's trajectory subset with the same
+    settings: its wall time (model loads, answers to the full ``max_new_tokens`` since a random
+    model never stops, the judge) scaled by the decode bandwidth ratio to the A100; else modelled
+    from the benchmarks' sizes.
+    """
+    benches = {b: {**cfg["eval"]["benchmarks"][b], **(over or {})} for b, over in traj.get("benchmarks", {}).items()}
+    measured = m.get("trajectory")
+    wanted = {b: {k: v for k, v in s.items() if k not in ("data", "url", "sha256")} for b, s in benches.items()}
+    if measured and measured["settings"] == wanted:
+        return measured["wall_s"] * measured["copy_tb_s"] / a100_rates(m)["copy_tb_s"], "measured (H200, scaled)"
+    return sum(eval_benchmark_s(b, s, m, a) for b, s in benches.items()) + a["model_load_s"], "modelled"
 
 
 def generation_s(n_seqs: float, prompt: float, new: float, batch: float, rates: dict[str, float], eff: float, mean_new: float | None = None) -> float:
@@ -254,9 +291,7 @@ def project(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any]) -> dict
 
     # Trajectory: per run its snapshots + final model, and the DPO model, on the cheap subset.
     traj = cfg["eval"].get("trajectory") or {}
-    traj_model_s = sum(
-        eval_benchmark_s(b, {**cfg["eval"]["benchmarks"][b], **(over or {})}, m, a) for b, over in traj.get("benchmarks", {}).items()
-    ) + a["model_load_s"]
+    traj_model_s, traj_source = trajectory_model_s(cfg, traj, m, a)
     traj_models = 0
     if traj.get("benchmarks"):
         per_run = {c: len(trajectory_steps(r["steps"], traj["every"])) + 1 for c, r in runs.items()}
@@ -279,6 +314,8 @@ def project(cfg: dict[str, Any], m: dict[str, float], a: dict[str, Any]) -> dict
         "eval_job_s": evals,
         "eval_jobs": checkpoints * len(evals),
         "trajectory_models": traj_models,
+        "trajectory_model_s": traj_model_s,
+        "trajectory_source": traj_source,
         "stages_gpu_h": stages,
         "total_gpu_h": sum(stages.values()),
     }
@@ -338,7 +375,7 @@ KNOBS: dict[str, tuple[Any, dict[str, Any], dict[str, float]]] = {
     CPUS_KNOB: (None, {"cpus_per_grpo_job": 128, "cpus_per_curate_job": 128, "cpus_per_eval_job": 32}, {}),
     NO_IS_KNOB: (None, {"old_logprob_forward": False}, {}),
     "vLLM decode at 80 % of the byte floor (not measured; the hf backend's 50 % stands in)": (None, {}, {"decode_efficiency": 0.8}),
-    "update MFU 45% (the goal) in every training stage": (None, {}, {"update_mfu": 0.45, "update_mfu_fused_dpo": 0.45, "update_mfu_fused_grpo": 0.45}),
+    "update MFU 45% (the goal) in every training stage": (None, {}, {"update_mfu": 0.45, "update_mfu_grpo": 0.45, "update_mfu_fused_dpo": 0.45, "update_mfu_fused_grpo": 0.45}),
     "eval.benchmarks.minif2f.n_samples 32 -> 8": (_set("eval", "benchmarks", "minif2f", "n_samples", value=8), {}, {}),
     "curate.k 16 -> 8": (_set("curate", "k", value=8), {}, {}),
     # these change the experiment's design
@@ -398,7 +435,8 @@ def main() -> None:
 
     print(f"{args.config}: {central['grpo_runs']} GRPO runs ({len(cfg['grpo']['conditions'])} conditions x {len(cfg['grpo']['seeds'])} seeds),"
           f" the 7B on A100-80GB; goal <= {args.goal:.0f} A100-h")
-    print(f"measured (H100): decode {100 * m['decode_efficiency']:.0f}% of floor, update MFU {100 * m['update_mfu']:.1f}% checkpointed,"
+    print(f"measured ({m['card']} generation; H100 updates, H200 checkpointed GRPO where measured): decode {100 * m['decode_efficiency']:.0f}% of floor,"
+          f" update MFU {100 * m['update_mfu']:.1f}% checkpointed (DPO), {100 * m['update_mfu_grpo']:.1f}% checkpointed GRPO,"
           f" {100 * m['update_mfu_fused_dpo']:.1f}% (DPO) / {100 * m['update_mfu_fused_grpo']:.1f}% (GRPO) with Liger, no checkpointing;"
           f" A100 taken at {central['rates_a100']['copy_tb_s']:.2f} TB/s, {central['rates_a100']['matmul_tflops']:.0f} TFLOP/s")
     print("Lean rate (proofs/s a core): " + "; ".join(f"{end} {rate:.3f} = {src}" for end, (rate, src) in LEAN_RATES.items()))
@@ -410,6 +448,7 @@ def main() -> None:
               f" vLLM share {mem['share']:.2f}: KV {mem['kv_tokens']:,} tokens, {mem['concurrency_full_length']} full-length sequences at once,"
               f" decode batch {mem['decode_batch']} (share for all at full length {mem['share_for_all']:.2f}){'' if mem['fits'] else ', memory does NOT fit'}")
     print(f"  memory split the model recommends: {split or 'none fits'}")
+    print(f"  trajectory model: {central['trajectory_model_s']:.0f} A100-s each, {central['trajectory_source']}")
     print(f"\n{'stage':<12}" + "".join(f"{end:>13}" for end in LEAN_RATES))
     for k in central["stages_gpu_h"]:
         print(f"{k:<12}" + "".join(f"{ends[end]['stages_gpu_h'][k]:>13.0f}" for end in LEAN_RATES))
@@ -425,7 +464,7 @@ def main() -> None:
     print(f"\nmissing (central, design unchanged, levers in reach): {best['total_gpu_h']:.0f} A100-h; the goal leaves a mean GRPO step of"
           f" {budget:.0f} s against the modelled {mean_step:.0f} s ({mean_step / budget:.2f}x)")
     out = {
-        "config": str(args.config), "measured_h100": m, "assumptions": assume,
+        "config": str(args.config), "measured": m, "assumptions": assume,
         "lean_rates": {end: {"proofs_per_s_per_cpu": r, "source": s} for end, (r, s) in LEAN_RATES.items()},
         "range": {end: res for end, res in ends.items()}, "memory_split": split,
         "knobs_central_total_gpu_h": dict(knobs), "combos_total_gpu_h": combos,
