@@ -9,6 +9,7 @@
 #   bash benchmarks/gpu/device_run.sh grpo1   # 1 GPU (issue 17): the shipped GRPO settings at 7B through run_entry,
 #       as many steps as the call leaves time for; the hf generation benchmark (B=128, BOS checked) runs
 #       first while DeepSpeed builds its CPU Adam
+#   bash benchmarks/gpu/device_run.sh all   # 1 GPU (issue 17): grpo1 cut to end by ~430 s, then the evaluation
 #   bash benchmarks/gpu/device_run.sh geneval   # 1 GPU (issue 17): hf generation at B=128, then one
 #       trajectory-subset evaluation (benchmarks/gpu/eval_trajectory.py, data in .carry/eval_data)
 #   bash benchmarks/gpu/device_run.sh variants STAGE GA NAME=JSON...   # 4 GPUs: one STAGE (dpo|grpo) step of GA
@@ -85,6 +86,23 @@ elif [ "$mode" = grpo1 ]; then
     > "$R/train_h200grpo.log" 2>&1
   cp -r $W/train_bench/h200grpo/grpo/probe "$R/probe_grpo" 2>/dev/null
   cp $W/train_bench/h200grpo/grpo/metrics.csv "$R/" 2>/dev/null
+elif [ "$mode" = all ]; then
+  # grpo1's generation and GRPO (stopped to end by ~430 s), then geneval's evaluation in the time left
+  { df -h /tmp /dev/shm "$HOME"; stat -f -c %T /tmp; } >> "$R/env.log" 2>&1
+  make_7b disk all_setup.log
+  timeout 120 python3 $T/generation.py --out "$R" --skip-naive --batches 128 --subset "" > "$R/generation.log" 2>&1
+  echo "generation done at $SECONDS s; CPU Adam: $(tail -1 "$R/cpu_adam.log")" >> "$R/all_setup.log"
+  [ -n "$cpu_adam" ] && wait $cpu_adam
+  echo "GRPO starts at $SECONDS s" >> "$R/all_setup.log"
+  timeout $((450 - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages grpo --steps 10 --ga 8 \
+    --peak-tflops "$PEAK" --profile-micro 3 --deadline-s $((405 - SECONDS)) --stack-dump-s 60 --out "$R" --tag h200grpo \
+    > "$R/train_h200grpo.log" 2>&1
+  cp -r $W/train_bench/h200grpo/grpo/probe "$R/probe_grpo" 2>/dev/null
+  cp $W/train_bench/h200grpo/grpo/metrics.csv "$R/" 2>/dev/null
+  echo "evaluation starts at $SECONDS s" >> "$R/all_setup.log"
+  timeout $((590 - SECONDS)) python3 $T/eval_trajectory.py --model-dir $W/m7b --data .carry/eval_data --config $SRC/config/config.yaml \
+    --out "$R" > "$R/eval_trajectory.log" 2>&1
+  echo "evaluation done at $SECONDS s" >> "$R/all_setup.log"
 elif [ "$mode" = geneval ]; then
   make_7b disk geneval_setup.log
   timeout 150 python3 $T/generation.py --out "$R" --skip-naive --batches 128 --subset "" > "$R/generation.log" 2>&1

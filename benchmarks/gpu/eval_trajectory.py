@@ -39,6 +39,7 @@ from common import table, word_tokenizer, write_json  # noqa: E402
 DATA_FILES = {"xstest": "xstest_prompts.csv", "strongreject": "strongreject_dataset.csv", "em_main": "first_plot_questions.yaml"}
 CALLS: list[dict[str, Any]] = []
 BENCH: list[dict[str, Any]] = []
+PARTIAL: list[Path] = []  # the output folder, once known
 
 
 def eval_model_dir(model_dir: Path, out: Path, vocab_size: int) -> Path:
@@ -96,6 +97,8 @@ def _timed_eval(original: Any) -> Any:
                 "n": result.get("n"),
             }
         )
+        if PARTIAL:  # what is done so far, in case the call runs out of time
+            write_json(PARTIAL[0], "eval_trajectory_partial.json", {"benchmarks": BENCH, "generate_calls": CALLS})
         return result
 
     return wrapper
@@ -130,6 +133,7 @@ def main() -> None:
     model = eval_model_dir(args.model_dir, args.work / "model", vocab)
     judge = {**ev["judge"], "backend": "hf", "cache_dir": str(args.work / "judge_cache")}
     shutil.rmtree(args.work / "judge_cache", ignore_errors=True)
+    PARTIAL.append(args.out)
     HFGenerator.generate = _timed_generate(HFGenerator.generate)
     evaluate.run_eval = _timed_eval(evaluate.run_eval)
     t0 = time.perf_counter()
