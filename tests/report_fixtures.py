@@ -62,6 +62,7 @@ def _write_eval(path: Path, bench: str, ckpt: str, cond: str, seed: int | None,
         "n": int(next(iter(items.values())).size),
         "items": {m: [None if np.isnan(x) else x for x in v.tolist()] for m, v in items.items()},
         "judge_coverage": coverage, "settings": {"temperature": 0.0}, "provenance": {"git": "synthetic"},
+        **({"definitions": {"thresholds": {"aligned_below": 30.0, "coherent_above": 50.0}}} if bench.startswith("em_") else {}),
     }))  # fmt: skip
 
 

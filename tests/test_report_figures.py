@@ -63,13 +63,18 @@ def test_missing_reason() -> None:
 def test_em_scatter_counts_scored_answers_and_leaves_out_empty_groups() -> None:
     answers = pd.DataFrame({"question_id": ["q1", "q1", "q2"], "aligned": [10.0, NAN, 90.0], "coherent": [80.0, NAN, 90.0]})
     unscored = answers.assign(aligned=NAN)
+    t = {"em_main": {"aligned_below": 30.0, "coherent_above": 50.0}}
     drawing = figures.em_scatter({"em_main": {"base": answers, "dpo": unscored}}, ["base", "dpo"],
-                                 {"base": "black", "dpo": "grey"}, {"em_main": {}})  # fmt: skip
+                                 {"base": "black", "dpo": "grey"}, {"em_main": {}}, t)  # fmt: skip
     assert drawing.figure is not None and len([ax for ax in drawing.figure.axes if ax.get_visible()]) == 1
     assert "misaligned: 50.0% (1 of 2 scored; 3 answers)" in [t.get_text() for t in drawing.figure.axes[0].texts]
     assert drawing.note == "Not drawn: em_main dpo (3 answers, none with both judge scores)."
-    nothing = figures.em_scatter({"em_main": {"dpo": unscored}}, ["dpo"], {"dpo": "grey"}, {"em_main": {}})
+    nothing = figures.em_scatter({"em_main": {"dpo": unscored}}, ["dpo"], {"dpo": "grey"}, {"em_main": {}}, t)
     assert nothing.figure is None and nothing.note.startswith("No EM answer has both judge scores")
+    # the quadrant is the eval JSON's: stricter thresholds leave the one misaligned answer out
+    strict = figures.em_scatter({"em_main": {"base": answers}}, ["base"], {"base": "black"}, {"em_main": {}},
+                                {"em_main": {"aligned_below": 5.0, "coherent_above": 50.0}})  # fmt: skip
+    assert "misaligned: 0.0% (0 of 2 scored; 3 answers)" in [x.get_text() for x in strict.figure.axes[0].texts]
 
 
 def _run(metrics: pd.DataFrame, tags: pd.DataFrame) -> GrpoRun:

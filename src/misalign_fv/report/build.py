@@ -85,14 +85,23 @@ def _check_runs(runs: Sequence[GrpoRun], cfg: ReportSettings) -> None:
 
 def _em_data(
     evals: Sequence[EvalResult], flags: Sequence[Flag], cfg: ReportSettings
-) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict[str, str]]]:
-    """Answers per EM benchmark and checkpoint group (base, dpo, each condition's included seeds)."""
+) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict[str, str]], dict[str, dict[str, float]]]:
+    """Answers per EM benchmark and checkpoint group (base, dpo, each condition's included seeds), and
+    each benchmark's misalignment thresholds as its eval JSONs define them (all must agree)."""
     by_key = {(e.checkpoint, e.benchmark): e for e in evals}
     benches = [b for b in EM_BENCHMARKS if any(e.benchmark == b for e in evals)]
     samples: dict[str, dict[str, pd.DataFrame]] = {}
     notes: dict[str, dict[str, str]] = {}
+    thresholds: dict[str, dict[str, float]] = {}
     for bench in benches:
         samples[bench], notes[bench] = {}, {}
+        ref = by_key["dpo", bench]
+        if not {"aligned_below", "coherent_above"} <= set(ref.thresholds):
+            raise ReportInputError(ref.path, "definitions.thresholds lacks aligned_below/coherent_above (rerun this evaluation)")
+        for e in evals:
+            if e.benchmark == bench and e.thresholds != ref.thresholds:
+                raise ReportInputError(e.path, f"definitions.thresholds {e.thresholds} differ from the DPO evaluation's {ref.thresholds}")
+        thresholds[bench] = ref.thresholds
         for ref in ("base", "dpo"):
             samples[bench][ref] = load_em_samples(by_key[ref, bench].samples_path)
             notes[bench][ref] = ""
@@ -107,7 +116,7 @@ def _em_data(
             columns = ["question_id", "aligned", "coherent"]
             samples[bench][cond] = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=columns)
             notes[bench][cond] = f"excluded (flagged): {', '.join(left_out)}" if left_out else ""
-    return samples, notes
+    return samples, notes, thresholds
 
 
 def _trajectory_blocks(drawing: figures.Drawing, pairs: Sequence[tuple[str, str]]) -> list[Block]:
@@ -178,7 +187,7 @@ def build_report(
     _write_csv(power_table(stats, cfg), out / "power.csv")
 
     excluded_runs = {f.checkpoint for f in flags if f.action == EXCLUDED and not f.benchmark}
-    em_samples, em_notes = _em_data(evals, flags, cfg)
+    em_samples, em_notes, em_thresholds = _em_data(evals, flags, cfg)
     em_colours = {
         "base": figures.BASE_STYLE["color"], "dpo": figures.DPO_STYLE["color"], **figures.palette(cfg.conditions)
     }  # fmt: skip
@@ -186,7 +195,7 @@ def build_report(
     drawn = {
         "fig_benchmarks": figures.benchmark_panel(stats, scores, lead_pairs, cfg.conditions, cfg.confidence),
         "fig_training": figures.training_curves(runs, excluded_runs, cfg.conditions),
-        "fig_em_scatter": figures.em_scatter(em_samples, ["base", "dpo", *cfg.conditions], em_colours, em_notes),
+        "fig_em_scatter": figures.em_scatter(em_samples, ["base", "dpo", *cfg.conditions], em_colours, em_notes, em_thresholds),
         "fig_dpo_gate": figures.gate_figure(gate),
     }
     for name in FIGURES:

@@ -233,7 +233,7 @@ def _figure_section(gate: Gate, drawings: Mapping[str, Drawing]) -> list[Block]:
         ),
         "fig_em_scatter": (
             "Alignment vs coherence judge scores, one point per answer, included seeds pooled per condition; "
-            "shaded: misaligned quadrant (aligned < 30, coherent > 50)."
+            "shaded: misaligned quadrant (the thresholds each EM eval JSON defines)."
         ),
         "fig_dpo_gate": (
             f"DPO gate ({'passed' if gate.passed else 'FAILED'}, {'enforced' if gate.enforce else 'not enforced'})"
