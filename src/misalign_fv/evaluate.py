@@ -27,6 +27,7 @@ from typing import Any
 from misalign_fv.benchmarks import BENCHMARKS, JUDGED_BENCHMARKS, SANDBOXED_BENCHMARKS
 from misalign_fv.generation.child import run_generation
 from misalign_fv.io import code_version, read_json, sha256_file, write_json, write_jsonl
+from misalign_fv.publish import MARKER
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def parse_checkpoint(name: str) -> tuple[str, int | None]:
 
 def model_fingerprint(model_dir: Path) -> dict[str, Any]:
     """Checkpoint provenance: its path, the sha256 of its config.json and its training run id."""
-    marker = model_dir / "misalign_fv_model.json"
+    marker = model_dir / MARKER
     return {
         "checkpoint_path": str(model_dir),
         "checkpoint_config_sha256": sha256_file(model_dir / "config.json"),

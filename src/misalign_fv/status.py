@@ -28,6 +28,7 @@ import yaml
 
 from misalign_fv.config import merged_condition
 from misalign_fv.logs import FAILURE_PREFIX, duration
+from misalign_fv.publish import MARKER
 
 # A progress line of misalign_fv.training.Progress as logs.FORMAT writes it.
 PROGRESS = re.compile(
@@ -66,7 +67,7 @@ def runs(cfg: dict[str, Any]) -> list[Run]:
     root = Path(cfg["results"].rstrip("/"))
     scratch = Path(os.path.expandvars(cfg["scratch_dir"]))
     dpo_steps = cfg["dpo"].get("max_steps")
-    out = [Run("dpo", "-", root / "dpo", root / "dpo" / "model" / "misalign_fv_model.json", root / "logs" / "train_dpo.log",
+    out = [Run("dpo", "-", root / "dpo", root / "dpo" / "model" / MARKER, root / "logs" / "train_dpo.log",
                scratch / "dpo", dpo_steps if dpo_steps and dpo_steps > 0 else None)]  # fmt: skip
     for cond in sorted(cfg["grpo"]["conditions"]):
         for seed in sorted(cfg["grpo"]["seeds"]):

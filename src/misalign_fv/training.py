@@ -19,6 +19,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from misalign_fv.io import atomic_write_text, hash_obj, read_json, sha256_file, write_json
 from misalign_fv.logs import duration, setup_logging
+from misalign_fv.publish import MARKER
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def report_to(wandb: dict[str, Any], group: str, name: str) -> list[str]:
 
 def run_id(model_dir: Path) -> str:
     """The training-run id recorded in a model directory by the stage that wrote it."""
-    return str(read_json(Path(model_dir) / "misalign_fv_model.json")["run_id"])
+    return str(read_json(Path(model_dir) / MARKER)["run_id"])
 
 
 def checkpoint_dir(root: str | Path, key: dict[str, Any], data_file: Path, model_dir: Path) -> tuple[Path, str]:

@@ -36,6 +36,7 @@ from misalign_fv.judges.scoring import (
     parse_0_100,
     single_token_numbers,
 )
+from misalign_fv.publish import MARKER
 
 JUDGE_SEED = 0  # reference request: ``seed=0``
 Reader = Callable[[str], tuple[float | None, str | None, str]]
@@ -86,7 +87,7 @@ class Verdict:
 
 def model_identity(model_dir: Path) -> str:
     """A local model's identity: ``repo@revision`` of a download, the run id of a built model, or its config hash."""
-    marker = model_dir / "misalign_fv_model.json"
+    marker = model_dir / MARKER
     if marker.exists():
         info = read_json(marker)
         if info.get("repo_id"):
