@@ -20,7 +20,7 @@ from transformers import TrainerCallback, TrainerState
 
 from misalign_fv.config import trajectory_steps
 from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
-from misalign_fv import kv_budget, tasks
+from misalign_fv import kv_budget, streaming, tasks
 from misalign_fv.rewards import REGISTRY, RewardFunction
 from misalign_fv.training import (
     finished_state,
@@ -187,7 +187,10 @@ def main(spec: dict[str, Any]) -> None:
         **precision_kwargs(p["bf16"]),
         **{k: p[k] for k in GRPO_ARGS if k in p},
     )
-    trainer = GRPOTrainer(
+    trainer = streaming.make_trainer(  # grades each completion as it is generated (stream_verification)
+        GRPOTrainer,
+        reward,
+        p,
         model=model,
         reward_funcs=[reward],
         args=args,
