@@ -81,8 +81,10 @@ elif [ "$mode" = grpo1 ]; then
   echo "GRPO starts at $SECONDS s" >> "$R/grpo1_setup.log"
   # the shipped settings (grpo.defaults: 8 x 8 completions of 1024 tokens a step, checkpointing on), max 10 steps,
   # stopped after the last step that leaves time for another; micro-step 3 (step 1, no generation) profiled
-  timeout $((575 - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages grpo --steps 10 --ga 8 \
-    --peak-tflops "$PEAK" --profile-micro 3 --deadline-s $((540 - SECONDS)) --stack-dump-s 60 --out "$R" --tag h200grpo \
+  # GRPO_SET: training parameter overrides (JSON); END: seconds into the call by which GRPO stops
+  gset=${GRPO_SET:-'{}'} end=${END:-575}
+  timeout $((end - SECONDS)) python3 $T/train_step.py --model-dir $W/m7b --work $W/train_bench --stages grpo --steps 10 --ga 8 \
+    --peak-tflops "$PEAK" --profile-micro 3 --deadline-s $((end - 35 - SECONDS)) --stack-dump-s 60 --set "$gset" --out "$R" --tag h200grpo \
     > "$R/train_h200grpo.log" 2>&1
   cp -r $W/train_bench/h200grpo/grpo/probe "$R/probe_grpo" 2>/dev/null
   cp $W/train_bench/h200grpo/grpo/metrics.csv "$R/" 2>/dev/null
