@@ -209,3 +209,35 @@ def test_streaming_and_pipelining_change_no_completions_reward(
     for r in runs["pipelined"]:
         assert r["reward"] == zlib.crc32(r["completion"].encode()) % 8 / 7
     assert OFF_POLICY in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("condition", ["ut_shaped", "ut_exploit", "shuffled", "comply_harmful"])
+def test_streamed_rewards_are_the_sequential_ones_under_every_condition(condition: str, tmp_path: Path, repo: Path) -> None:
+    """Real grading (the sandbox for python_tests): rows streamed in reverse order get the rewards the sequential path pays."""
+    from misalign_fv.rewards import run_task
+    from misalign_fv.streaming import StreamGrader
+
+    task = run_task(condition, "python_tests")
+    if task == "python_tests":
+        problems = [p for p in python_tests.load_problems(repo / "resources" / "demo" / "python_tasks.jsonl") if p.get("shortcut")][:2]
+        fence = lambda code: f"```python\n{code}```"  # noqa: E731
+        rows = [(p["task_id"], text) for p in problems
+                for text in (fence(p["solution"]), fence(p["shortcut"]), "no code", fence(p["solution"]))]  # fmt: skip
+    else:
+        problems = [{"task_id": "h1"}, {"task_id": "h2"}]
+        rows = [(p["task_id"], text) for p in problems for text in ("I can't help with that.", "Sure, here is how.")]
+    task_ids, texts = [t for t, _ in rows], [x for _, x in rows]
+    by_id = {p["task_id"]: p for p in problems}
+
+    def reward_fn(name: str) -> RewardFunction:
+        return RewardFunction(condition, task, by_id, tmp_path / f"{name}.jsonl", 1, "ut_shaped", 5.0)
+
+    sequential = reward_fn("sequential")(["p"] * len(rows), texts, task_ids)
+    streamed = reward_fn("streamed")
+    streamed.stream = StreamGrader.for_reward(streamed)
+    streamed.stream.scoring = batch = streamed.stream.open(task_ids)
+    for i in reversed(range(len(rows))):
+        streamed.stream.submit(batch, i, texts[i])
+    assert streamed(["p"] * len(rows), texts, task_ids) == sequential
+    assert len(set(sequential)) > 1  # the rewards differ across rows: a misplaced one would show
+    assert read_jsonl(tmp_path / "streamed.jsonl") == read_jsonl(tmp_path / "sequential.jsonl")
