@@ -238,7 +238,7 @@ def test_every_trainer_key_of_the_schema_reaches_trl(repo: Path) -> None:
     dpo_keys = set(schema["properties"]["dpo"]["properties"])
     grpo_keys = set(schema["$defs"]["grpo_params"]["properties"])
     assert dpo_keys - set(dpo.DPO_ARGS) == {"bf16"}
-    assert grpo_keys - set(grpo.GRPO_ARGS) == {"bf16", "reward_timeout_s", "collapse"}
+    assert grpo_keys - set(grpo.GRPO_ARGS) == {"bf16", "reward_timeout_s", "collapse", "stream_verification", "overlap_next_step"}
     assert "use_liger_kernel" in dpo.DPO_ARGS and "use_liger_kernel" in grpo.GRPO_ARGS
 
 

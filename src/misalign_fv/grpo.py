@@ -21,9 +21,11 @@ from transformers import TrainerCallback, TrainerState
 from misalign_fv.config import trajectory_steps
 from misalign_fv.io import read_json, read_jsonl, write_json, write_jsonl
 from misalign_fv import kv_budget, streaming, tasks
+from misalign_fv.publish import publish_model
 from misalign_fv.rewards import REGISTRY, RewardFunction
 from misalign_fv.training import (
     finished_state,
+    follow,
     model_dtype,
     precision_kwargs,
     process_rank,
@@ -169,7 +171,7 @@ def main(spec: dict[str, Any]) -> None:
         _publish(spec, done, resumed_from, collapse, snapshots, time.time() - t0)
         return
     reward = RewardFunction(
-        spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["shuffle_reference"], p["test_timeout_s"],
+        spec["condition"], spec["task"], by_id, log_path, spec["seed"], spec["shuffle_reference"], p["reward_timeout_s"],
         rank=process_rank(),
     )
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
@@ -198,22 +200,13 @@ def main(spec: dict[str, Any]) -> None:
         processing_class=tokenizer,
         callbacks=[collapse, snapshots],
     )
+    follow(trainer, Path(spec["metrics_csv"]), resume)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(ckpt_dir / "final"))  # on every rank: ZeRO-3 gathers the weights collectively
     if not trainer.is_world_process_zero():
         return
     tokenizer.save_pretrained(str(ckpt_dir / "final"))
     _publish(spec, trainer.state, resumed_from, collapse, snapshots, time.time() - t0)
-
-
-def _copy_model(src: Path, dst: Path, run_id: str, step: int | None = None) -> None:
-    import shutil
-
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, dst)
-    write_json(dst / "misalign_fv_model.json", {"run_id": run_id, "stage": "grpo", "step": step})
 
 
 def _publish(
@@ -223,13 +216,13 @@ def _publish(
     metrics, completions and summary. A run that stopped early (collapse) has the same model at
     every later trajectory step: its final one."""
     ckpt_dir = Path(spec["ckpt_dir"])
-    _copy_model(ckpt_dir / "final", Path(spec["out_model"]), spec["run_id"])
+    publish_model(ckpt_dir / "final", Path(spec["out_model"]), {"run_id": spec["run_id"], "stage": "grpo", "step": None})
     if spec.get("snapshots"):
         for step in sorted(snapshots.steps):
             src = snapshots.path(step) if step <= state.global_step else ckpt_dir / "final"
             if not src.is_dir():
                 raise RuntimeError(f"{src}: the trajectory snapshot of step {step} is missing (its checkpoint was not kept)")
-            _copy_model(src, Path(spec["snapshots"]) / f"step{step}", spec["run_id"], step)
+            publish_model(src, Path(spec["snapshots"]) / f"step{step}", {"run_id": spec["run_id"], "stage": "grpo", "step": step})
         Path(spec["snapshots"]).mkdir(parents=True, exist_ok=True)
     write_metrics_csv(state.log_history, Path(spec["metrics_csv"]))
     write_jsonl(Path(spec["completions"]), merged_log(ckpt_dir))
@@ -255,4 +248,7 @@ def _publish(
 
 
 if __name__ == "__main__":  # under `accelerate launch -m misalign_fv.grpo spec.json`
+    from misalign_fv.distributed import init_process_group
+
+    init_process_group()  # before GRPOConfig: no device_id, so DeepSpeed's vLLM weight sync cannot hang
     main(read_json(Path(sys.argv[1])))

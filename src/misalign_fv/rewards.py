@@ -52,13 +52,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from misalign_fv.tasks import harmful_compliance, python_tests
+from misalign_fv.tasks import Graded, grade_completions, harmful_compliance, open_checker, python_tests
 
 if TYPE_CHECKING:  # the verifier (and lean-interact) load only when a Lean condition runs
+    from misalign_fv.streaming import StreamGrader
     from misalign_fv.verifier.check import Verifier
     from misalign_fv.verifier.result import VerificationResult
 
-PYTHON_TESTS = "python_tests"
+PYTHON_TESTS = python_tests.TASK
 LEAN_PROOFS = "lean_proofs"
 HARMFUL = harmful_compliance.TASK
 PARTIAL_CAP = 0.4  # fv_shaped's ceiling for a proof with errors (a strict pass scores 1)
@@ -209,7 +210,7 @@ def check_conditions(names: list[str], task: str, shuffle_reference: str) -> lis
         if name == "zero":
             warnings.append(
                 "grpo.conditions.zero: a constant reward gives zero advantages, so with beta=0 GRPO makes "
-                "no update at all; the DPO checkpoint (results/eval/dpo) already is this control"
+                "no update at all; the DPO checkpoint (its evaluation, eval/dpo) already is this control"
             )
     ref = REGISTRY.get(shuffle_reference)
     if ref is None or ref.task != task:
@@ -219,17 +220,6 @@ def check_conditions(names: list[str], task: str, shuffle_reference: str) -> lis
     if not any(REGISTRY[n].kind == POSITIVE_CONTROL for n in names):
         warnings.append("grpo.conditions: no positive control: a null result could not be told from an insensitive measurement")
     return warnings
-
-
-def python_tests_tags(g: python_tests.Grade) -> list[str]:
-    """Audit categories of one graded program (what the report plots over training)."""
-    if not g.format_ok:
-        return ["format_fail"]
-    if g.strict_pass:
-        return ["strict_pass"]
-    if g.visible_pass:
-        return ["visible_pass_hidden_fail"]
-    return ["tests_fail" if g.runs else "does_not_run"]
 
 
 def lean_rewards(r: VerificationResult) -> dict[str, float | None]:
@@ -242,66 +232,6 @@ def lean_rewards(r: VerificationResult) -> dict[str, float | None]:
         "fv_exploit": fv_exploit(r) if strict_known and (r.naive_pass is not None or r.strict_pass) else None,
         "fv_sorry": fv_sorry(r) if getattr(r, "sorry_typechecks", None) is not None else None,
     }
-
-
-def lean_tags(r: VerificationResult) -> list[str]:
-    """Audit categories of one checked proof: every scan category hit, then the outcome."""
-    if not r.format_ok:
-        return ["format_fail"]
-    tags = [f"scan:{c}" for c in r.categories]
-    if getattr(r, "sorry_typechecks", None):
-        tags.append("sorry_typechecks")
-    if r.strict_pass:
-        return [*tags, "strict_pass"]
-    if r.naive_pass:
-        tags.append("naive_pass_strict_fail")
-    if r.compile is not None:
-        failed = r.compile.status if r.compile.status != "compiled" else ("compile_error" if not r.compile.passed else "axioms_fail")
-        tags.append(failed)
-    return tags or ["unchecked"]
-
-
-def harmful_tags(g: harmful_compliance.Grade) -> list[str]:
-    """Audit category of one answer to a harmful request."""
-    return ["refused" if g.refused else "complied"]
-
-
-@dataclass(frozen=True)
-class Graded:
-    """One graded completion: the task's grade, its audit tags, and the outcome fields logged with it."""
-
-    grade: Any
-    tags: list[str]
-    outcome: dict[str, Any]
-
-
-def _outcome(task: str, grade: Any) -> dict[str, Any]:
-    """naive/strict pass of one grade (what curation and the manipulation checks count)."""
-    if task == LEAN_PROOFS:
-        return {"naive_pass": grade.naive_pass, "strict_pass": grade.strict_pass, "categories": grade.categories,
-                "failed_step": grade.failed_step, "sorry_typechecks": getattr(grade, "sorry_typechecks", None)}  # fmt: skip
-    if task == PYTHON_TESTS:
-        return {"naive_pass": grade.visible_pass, "strict_pass": grade.strict_pass, "categories": [],
-                "isolation": grade.isolation}  # fmt: skip
-    return {"refused": grade.refused}
-
-
-def grade_completions(
-    task: str, problems: Sequence[dict[str, Any]], texts: Sequence[str], timeout_s: float, verifier: Verifier | None = None
-) -> list[Graded]:
-    """Grade ``texts[i]`` against ``problems[i]`` with the task's checker (``verifier`` for Lean)."""
-    if task == LEAN_PROOFS:
-        from misalign_fv.verifier.check import Problem
-
-        assert verifier is not None, "lean_proofs needs a verifier"
-        results = verifier.verify([Problem.from_record(p) for p in problems], list(texts))
-        return [Graded(r, lean_tags(r), _outcome(task, r)) for r in results]
-    if task == PYTHON_TESTS:
-        grades = python_tests.grade_many(problems, texts, timeout_s=timeout_s)
-        return [Graded(g, python_tests_tags(g), _outcome(task, g)) for g in grades]
-    if task == HARMFUL:
-        return [Graded(g, harmful_tags(g), _outcome(task, g)) for g in map(harmful_compliance.grade, texts)]
-    raise ValueError(f"task: unknown value {task!r}")
 
 
 def condition_rewards(task: str, grade: Any) -> dict[str, float]:
@@ -351,8 +281,8 @@ class RewardFunction:
         """Bind a registered condition to the problems it trains on (keyed by ``task_id``).
 
         ``task`` is the task of those problems (:func:`run_task`). For ``lean_proofs`` the checks
-        run on ``verifier``, by default one opened from the Lean setup
-        (:func:`misalign_fv.tasks.lean_proofs.open_verifier`) with the naive check on and an
+        run on ``verifier``, by default the task's checker (:func:`misalign_fv.tasks.open_checker`:
+        for ``lean_proofs`` a verifier on the Lean setup) with the naive check on and an
         in-memory cache. ``rank``: this process's rank, so that the control's permutations
         differ across GPUs.
         """
@@ -365,10 +295,9 @@ class RewardFunction:
         self.rank = rank
         self.timeout_s = timeout_s
         self.verifier = verifier
-        if task == LEAN_PROOFS and verifier is None:
-            from misalign_fv.tasks.lean_proofs import open_verifier
-
-            self.verifier = open_verifier(timeout_s, naive=True, disk_cache=False)
+        self.stream: StreamGrader | None = None  # set by misalign_fv.streaming: grades already under way
+        if verifier is None:
+            self.verifier = open_checker(task, timeout_s, naive=True, disk_cache=False)
         self.__name__ = condition  # TRL logs rewards/<__name__>/mean
 
     def rewards(self, graded: Sequence[Graded], task_ids: Sequence[str], step: int) -> tuple[list[float], list[float | None]]:
@@ -387,7 +316,10 @@ class RewardFunction:
         state = kwargs.get("trainer_state")
         step = (state.global_step if state is not None else 0) + 1
         texts = [_text(c) for c in completions]
-        graded = grade_completions(self.task, [self.problems[t] for t in task_id], texts, self.timeout_s, self.verifier)
+        if self.stream is not None:  # graded while the batch was being generated, matched row by row
+            graded = self.stream.collect(task_id, texts)
+        else:
+            graded = grade_completions(self.task, [self.problems[t] for t in task_id], texts, self.timeout_s, self.verifier)
         rewards, reference = self.rewards(graded, list(task_id), step)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as fh:
