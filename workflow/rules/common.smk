@@ -29,7 +29,7 @@ for _warning in check(config, Path(workflow.basedir) / "workflow/schemas/config.
     logger.warning(f"WARNING: {_warning}")
 
 # Slurm: the profile's account comes from $SBATCH_ACCOUNT; unset, sbatch would get the literal text.
-if any(
+if workflow.is_main_process and any(  # checked where jobs are submitted, not inside a job
     "SBATCH_ACCOUNT" in str(getattr(r, "raw", ""))
     for r in dict((workflow.resource_settings.default_resources or {}).items()).values()
 ) and not os.environ.get("SBATCH_ACCOUNT"):
