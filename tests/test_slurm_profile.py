@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 RUN = ("--profile", "profiles/rivanna", "--slurm-init-seconds-before-status-checks", "2")
 DEMO = ("--configfile=config/demo.yaml",)
 FIRST_TARGETS = ("results/demo/grpo/shuffled/seed1/summary.json", "results/demo/eval/base/xstest.json")
-GPU_RULES = {"train_dpo", "dpo_gate", "curate", "reward_signal", "train_grpo", "evaluate"}
+GPU_RULES = {"train_dpo", "dpo_gate", "curate", "reward_signal", "train_grpo", "evaluate", "cluster_preflight"}
 COMMENT = re.compile(r"rule_(?P<rule>.+?)(?:_wildcards_(?P<wc>.*))?$")
 
 

@@ -75,7 +75,8 @@ if [ "$mode" = lanes ]; then
 elif [ "$mode" = grpo1 ]; then
   { df -h /tmp /dev/shm "$HOME"; stat -f -c %T /tmp; } >> "$R/env.log" 2>&1
   make_7b disk grpo1_setup.log
-  timeout 120 python3 $T/generation.py --out "$R" --skip-naive --batches 128 --subset "" > "$R/generation.log" 2>&1
+  # SKIP_GEN=1: no generation benchmark first (all of the call's time to GRPO)
+  [ -n "${SKIP_GEN:-}" ] || timeout 120 python3 $T/generation.py --out "$R" --skip-naive --batches 128 --subset "" > "$R/generation.log" 2>&1
   echo "generation done at $SECONDS s; CPU Adam: $(tail -1 "$R/cpu_adam.log")" >> "$R/grpo1_setup.log"
   [ -n "$cpu_adam" ] && wait $cpu_adam
   echo "GRPO starts at $SECONDS s" >> "$R/grpo1_setup.log"
